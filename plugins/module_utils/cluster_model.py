@@ -1,0 +1,695 @@
+# -*- coding: utf-8 -*-
+# Copyright: rackboot developers
+# Apache License 2.0 (see LICENSE)
+"""The rackboot cluster model: validate a cluster spec, compute what follows.
+
+``build(data, source)`` takes a loaded cluster spec and returns a ``Model``
+with the normalized cluster (defaults filled in), every node's resolved host
+network, every node's BGP peers, every router's peer list, the pools split by
+mode, and the Ansible groups. It raises ``SpecError`` listing *all* problems
+it found, each with the file, line, field path and reason.
+
+This is the one place where rackboot derives anything from the spec: the
+inventory plugin publishes the result as host/group variables and the roles,
+filters and modules consume it instead of re-deriving it.
+"""
+
+from __future__ import annotations
+
+import netaddr
+
+from ansible_collections.rackboot.metal.plugins.module_utils.spec_schema import (
+    SPEC, check, format_path)
+
+__all__ = ["SpecError", "Model", "build", "locate_lines"]
+
+RESERVED_NAMESPACES = frozenset(["default", "kube-system", "kube-public", "kube-node-lease",
+                                 "cozy-cilium", "cozy-kubeovn", "cozy-multus", "cozy-metallb",
+                                 "cozy-proxy", "metallb-system"])
+BOND_DEFAULTS = {
+    "802.3ad": {"lacp_rate": "fast", "xmit_hash_policy": "layer3+4"},
+    "balance-xor": {"xmit_hash_policy": "layer3+4"},
+    "active-backup": {},
+}
+
+
+class SpecError(Exception):
+    """The spec is invalid. ``problems`` is a list of (path tuple, reason)."""
+
+    def __init__(self, problems, source=None, lines=None):
+        self.problems = problems
+        self.source = source or "<cluster spec>"
+        self.lines = lines or {}
+        super(SpecError, self).__init__(self.render())
+
+    def messages(self):
+        """One line per problem: 'FILE:LINE: PATH: REASON'."""
+        out = []
+        for path, reason in self.problems:
+            line = self.lines.get(path)
+            where = "%s:%d" % (self.source, line) if line else self.source
+            out.append("%s: %s: %s" % (where, format_path(path), reason))
+        return out
+
+    def render(self):
+        msgs = self.messages()
+        head = "%d problem%s in cluster spec %s" % (len(msgs), "" if len(msgs) == 1 else "s", self.source)
+        return head + ":\n" + "\n".join("  - " + m for m in msgs)
+
+
+class Model(object):
+    """Result of ``build``: plain dicts/lists, ready to become Ansible variables."""
+
+    def __init__(self, cluster, nodes, routers, groups, warnings):
+        self.cluster = cluster          # normalized cluster (rackboot_cluster)
+        self.nodes = nodes              # name -> rackboot_node
+        self.routers = routers          # name -> rackboot_router
+        self.groups = groups            # group name -> [host names]
+        self.warnings = warnings        # list of strings
+
+    def hostvars(self, name):
+        """The variables the inventory plugin sets on one host."""
+        if name in self.nodes:
+            node = self.nodes[name]
+            return {"ansible_host": node["management_address"], "rackboot_node": node}
+        router = self.routers[name]
+        return {"ansible_host": router["management_address"], "rackboot_router": router}
+
+
+def _ip(text):
+    return netaddr.IPAddress(text)
+
+
+def _net(text):
+    return netaddr.IPNetwork(text)
+
+
+def _usable(net, ip):
+    """An address a host may use in ``net`` (not the network or broadcast address)."""
+    if net.prefixlen >= 31:
+        return True
+    return ip != net.network and ip != net.broadcast
+
+
+class _Builder(object):
+    def __init__(self):
+        self.problems = []
+        self.warnings = []
+        self.owners = {}     # IPAddress -> (path, description) of every assigned address
+
+    def err(self, path, reason):
+        self.problems.append((tuple(path), reason))
+
+    def claim(self, ip, path, what):
+        """Record that ``what`` uses ``ip``; report a duplicate."""
+        prev = self.owners.get(ip)
+        if prev is not None:
+            self.err(path, "address %s is already used by %s (%s)" % (ip, prev[1], format_path(prev[0])))
+            return
+        self.owners[ip] = (tuple(path), what)
+
+    # ------------------------------------------------------------------
+    def run(self, data):
+        self.raw = data
+        spec = check(data, SPEC, (), self.problems)
+        if spec is None:
+            return None
+        cluster = spec["cluster"] or {}
+        nets = self.networks(spec["networks"] or [])
+        cidrs = self.cluster_cidrs(cluster)
+        mgmt = self.management(cluster, spec["host_network"], nets)
+        pools = self.pools(spec["load_balancer"] or {}, nets)
+        self.overlaps(cidrs, nets, pools)
+        bgp = self.bgp_settings(spec["load_balancer"] or {}, nets, pools)
+        nodes = self.nodes(spec, nets, mgmt, bgp)
+        routers = self.routers(spec["routers"] or [], nets, bgp, nodes)
+        self.pool_membership(pools, nets, nodes)
+        self.address_collisions(pools, cluster, nets, mgmt)
+        tenants = self.tenants(spec["tenants"] or [])
+        if self.problems:
+            return None
+        return self.assemble(spec, cluster, nets, mgmt, pools, bgp, nodes, routers, tenants)
+
+    # ------------------------------------------------------------------
+    def networks(self, items):
+        nets = {}
+        vlans = {}
+        for i, n in enumerate(items):
+            if not n or n["name"] is None:
+                continue
+            path = ("networks", i)
+            if n["name"] in nets:
+                self.err(path + ("name",), "duplicate network name %r" % n["name"])
+                continue
+            net = self.canonical(n["cidr"], path + ("cidr",))
+            entry = dict(n, index=i, net=net)
+            nets[n["name"]] = entry
+            if n["vlan"] is not None:
+                if n["vlan"] in vlans:
+                    self.err(path + ("vlan",), "VLAN %d is already used by network %r" % (n["vlan"], vlans[n["vlan"]]))
+                else:
+                    vlans[n["vlan"]] = n["name"]
+            if net is None:
+                continue
+            if n["gateway"] is not None:
+                gw = _ip(n["gateway"])
+                if gw not in net or not _usable(net, gw):
+                    self.err(path + ("gateway",), "%s is outside network %s %s or not a usable host address"
+                             % (gw, n["name"], net))
+                else:
+                    self.claim(gw, path + ("gateway",), "the gateway of network %s" % n["name"])
+            for j, route in enumerate(n["routes"] or []):
+                self.canonical(route, path + ("routes", j))
+            if n["routes"] and n["gateway"] is None:
+                self.err(path + ("routes",), "routes need a gateway on network %s" % n["name"])
+        return nets
+
+    def canonical(self, text, path):
+        """Parse a CIDR; report host bits set. Returns IPNetwork or None."""
+        if text is None:
+            return None
+        net = _net(text)
+        if net.ip != net.network:
+            self.err(path, "%s has host bits set; the network is %s" % (text, net.cidr))
+            return None
+        return net
+
+    def cluster_cidrs(self, cluster):
+        out = []
+        for key in ("pod_cidr", "service_cidr", "join_cidr"):
+            net = self.canonical(cluster.get(key), ("cluster", key))
+            if net is not None:
+                out.append((("cluster", key), key, net))
+        return out
+
+    def overlaps(self, cidrs, nets, pools):
+        """Pod/service/join CIDRs, networks and BGP pools must not overlap; L2 pools
+        live inside a network, so they are only checked against everything else."""
+        ranges = [(path, what, n.first, n.last) for path, what, n in cidrs]
+        ranges += [(("networks", n["index"], "cidr"), "network %s (%s)" % (name, n["net"]), n["net"].first, n["net"].last)
+                   for name, n in nets.items() if n["net"] is not None]
+        pool_ranges = [(p["path"], "pool %s (%s)" % (p["name"], p["text"]), p["first"], p["last"], p["mode"])
+                       for p in pools if p.get("first") is not None]
+        for i, a in enumerate(ranges):
+            for b in ranges[i + 1:]:
+                if a[2] <= b[3] and b[2] <= a[3]:
+                    self.err(b[0], "%s overlaps %s" % (b[1], a[1]))
+        for i, p in enumerate(pool_ranges):
+            for a in ranges:
+                if p[4] == "l2" and a[1].startswith("network"):
+                    continue
+                if a[2] <= p[3] and p[2] <= a[3]:
+                    self.err(p[0], "%s overlaps %s" % (p[1], a[1]))
+            for q in pool_ranges[:i]:
+                if q[2] <= p[3] and p[2] <= q[3]:
+                    self.err(p[0], "%s overlaps %s" % (p[1], q[1]))
+
+    def management(self, cluster, hn, nets):
+        hn = hn or {}
+        name = cluster.get("management_network") or hn.get("native_network")
+        path = ("cluster", "management_network") if cluster.get("management_network") else \
+            ("host_network", "native_network")
+        if name is None:
+            self.err(("cluster", "management_network"),
+                     "no management network: set cluster.management_network or host_network.native_network")
+            return None
+        mgmt = nets.get(name)
+        if mgmt is None:
+            self.err(path, "network %r does not exist (networks: %s)" % (name, ", ".join(nets) or "none"))
+            return None
+        if cluster.get("api_vip") and mgmt["net"] is not None:
+            vip = _ip(cluster["api_vip"])
+            if vip not in mgmt["net"] or not _usable(mgmt["net"], vip):
+                self.err(("cluster", "api_vip"), "%s is outside the management network %s %s"
+                         % (vip, name, mgmt["net"]))
+            else:
+                self.claim(vip, ("cluster", "api_vip"), "the API VIP")
+        return mgmt
+
+    # ------------------------------------------------------------------
+    def pools(self, lb, nets):
+        out = []
+        names = set()
+        for i, p in enumerate(lb.get("pools") or []):
+            if not p or p["name"] is None:
+                continue
+            path = ("load_balancer", "pools", i)
+            if p["name"] in names:
+                self.err(path + ("name",), "duplicate pool name %r" % p["name"])
+            names.add(p["name"])
+            entry = dict(p, path=path, first=None, last=None)
+            out.append(entry)
+            if (p["cidr"] is None) == (p["range"] is None):
+                self.err(path, "set exactly one of cidr or range")
+                continue
+            if p["cidr"] is not None:
+                net = self.canonical(p["cidr"], path + ("cidr",))
+                if net is None:
+                    continue
+                entry.update(first=net.first, last=net.last, text=p["cidr"], cidrs=[str(net)],
+                             addresses=[str(net)])
+                continue
+            start, sep, end = (s.strip() for s in p["range"].partition("-"))
+            try:
+                if not sep:
+                    raise ValueError
+                lo, hi = _ip(start), _ip(end)
+                if lo.version != 4 or hi.version != 4:
+                    raise ValueError
+            except (ValueError, netaddr.AddrFormatError):
+                self.err(path + ("range",), "%r is not a range FIRST-LAST of IPv4 addresses" % p["range"])
+                continue
+            if lo > hi:
+                self.err(path + ("range",), "range start %s is after its end %s" % (lo, hi))
+                continue
+            cidrs = [str(c) for c in netaddr.iprange_to_cidrs(lo, hi)]
+            entry.update(first=int(lo), last=int(hi), text=p["range"], cidrs=cidrs,
+                         addresses=["%s-%s" % (lo, hi)])
+        return out
+
+    def bgp_settings(self, lb, nets, pools):
+        bgp = lb.get("bgp")
+        if any(p["mode"] == "bgp" for p in pools) and not bgp:
+            self.err(("load_balancer", "bgp"), "is required because BGP-mode pools exist")
+        if not bgp:
+            return None
+        path = ("load_balancer", "bgp")
+        net = nets.get(bgp["network"]) if bgp["network"] else None
+        if bgp["network"] and net is None:
+            self.err(path + ("network",), "network %r does not exist (networks: %s)"
+                     % (bgp["network"], ", ".join(nets)))
+        if bgp["hold_time"] and bgp["keepalive_time"] and bgp["keepalive_time"] >= bgp["hold_time"]:
+            self.err(path + ("keepalive_time",), "keepalive %d s must be below the hold time %d s (usually a third)"
+                     % (bgp["keepalive_time"], bgp["hold_time"]))
+        return dict(bgp, net=net)
+
+    # ------------------------------------------------------------------
+    def nodes(self, spec, nets, mgmt, bgp):
+        base = spec["host_network"] or {}
+        self.check_host_network(base, ("host_network",), nets, partial=False)
+        is_talos = (spec["cluster"] or {}).get("distribution") == "talos"
+        out = {}
+        macs = {}
+        for i, node in enumerate(spec["nodes"] or []):
+            if not node or node["name"] is None:
+                continue
+            path = ("nodes", i)
+            if node["name"] in out:
+                self.err(path + ("name",), "duplicate node name %r" % node["name"])
+                continue
+            hn = dict(base)
+            if node["host_network"]:
+                # Only the keys the engineer wrote override (``bond: null`` included);
+                # the schema fills the others with None.
+                written = self.raw["nodes"][i]["host_network"]
+                hn.update({k: v for k, v in node["host_network"].items() if k in written})
+                self.check_host_network(hn, path + ("host_network",), nets, partial=True)
+            if is_talos and not node["install_disk"]:
+                self.err(path + ("install_disk",), "is required with distribution talos")
+            for ifname, mac in (node["macs"] or {}).items():
+                low = mac.lower()
+                if low in macs:
+                    self.err(path + ("macs", ifname), "MAC %s is already used by %s" % (mac, macs[low]))
+                macs[low] = "node %s %s" % (node["name"], ifname)
+            out[node["name"]] = self.node(node, path, hn, nets, mgmt, bgp)
+        if out and not any(n["role"] == "controlplane" for n in out.values()):
+            self.err(("nodes",), "no node has role controlplane; a cluster needs at least one")
+        cps = sum(1 for n in out.values() if n["role"] == "controlplane")
+        if cps and cps % 2 == 0:
+            self.warnings.append("%d control-plane nodes: etcd tolerates no more failures with an even count "
+                                 "than with one less; use an odd number (1, 3, 5)" % cps)
+        return out
+
+    def check_host_network(self, hn, path, nets, partial):
+        bond, iface = hn.get("bond"), hn.get("interface")
+        if bond and iface:
+            self.err(path, "set either bond or interface, not both%s"
+                     % (" (set bond: null to use a single NIC)" if partial else ""))
+        elif not bond and not iface:
+            self.err(path, "needs a bond or an interface")
+        if bond:
+            members = bond["interfaces"] or []
+            if len(set(members)) != len(members):
+                self.err(path + ("bond", "interfaces"), "lists a NIC twice")
+            opts = bond["options"] or {}
+            if opts.get("primary") and opts["primary"] not in members:
+                self.err(path + ("bond", "options", "primary"), "%r is not a member of the bond" % opts["primary"])
+            if opts.get("primary") and bond["mode"] != "active-backup":
+                self.err(path + ("bond", "options", "primary"), "only applies to mode active-backup")
+            if opts.get("lacp_rate") and bond["mode"] != "802.3ad":
+                self.err(path + ("bond", "options", "lacp_rate"), "only applies to mode 802.3ad")
+            if opts.get("xmit_hash_policy") and bond["mode"] == "active-backup":
+                self.err(path + ("bond", "options", "xmit_hash_policy"), "does not apply to mode active-backup")
+        native = hn.get("native_network")
+        if native is not None and native not in nets:
+            self.err(path + ("native_network",), "network %r does not exist (networks: %s)"
+                     % (native, ", ".join(nets)))
+        elif native is not None and nets[native]["vlan"] is not None:
+            self.err(path + ("native_network",), "network %r is tagged (VLAN %d); the native network "
+                     "is carried untagged" % (native, nets[native]["vlan"]))
+        seen = {}
+        for j, br in enumerate(hn.get("bridges") or []):
+            if not br:
+                continue
+            bpath = path + ("bridges", j)
+            if br["network"] not in nets:
+                self.err(bpath + ("network",), "network %r does not exist (networks: %s)"
+                         % (br["network"], ", ".join(nets)))
+            if br["name"] in seen:
+                self.err(bpath + ("name",), "duplicate bridge name %r" % br["name"])
+            if br["network"] in seen.values():
+                self.err(bpath + ("network",), "network %r already has a bridge" % br["network"])
+            if br["name"] in (iface, bond and bond["name"]):
+                self.err(bpath + ("name",), "%r is also the name of the uplink" % br["name"])
+            seen[br["name"]] = br["network"]
+
+    def node(self, node, path, hn, nets, mgmt, bgp):
+        addrs = {}
+        cidrs = {}
+        for net_name, text in (node["addresses"] or {}).items():
+            apath = path + ("addresses", net_name)
+            net = nets.get(net_name)
+            if net is None:
+                self.err(apath, "network %r does not exist (networks: %s)" % (net_name, ", ".join(nets)))
+                continue
+            if net["net"] is None:
+                continue
+            ip = _ip(text)
+            if ip not in net["net"] or not _usable(net["net"], ip):
+                self.err(apath, "%s is outside network %s %s or not a usable host address" % (ip, net_name, net["net"]))
+                continue
+            self.claim(ip, apath, "node %s" % node["name"])
+            addrs[net_name] = text
+            cidrs[net_name] = "%s/%d" % (text, net["net"].prefixlen)
+        if mgmt is not None and mgmt["name"] not in (node["addresses"] or {}):
+            self.err(path + ("addresses",), "has no address on the management network %s" % mgmt["name"])
+        if bgp and bgp["network"] and bgp["network"] not in (node["addresses"] or {}):
+            self.err(path + ("addresses",), "has no address on the BGP network %s" % bgp["network"])
+        network = self.node_network(node, path, hn, nets, addrs, cidrs, mgmt)
+        return {
+            "name": node["name"],
+            "role": node["role"],
+            "rack": node["rack"],
+            "install_disk": node["install_disk"],
+            "labels": node["labels"] or {},
+            "macs": node["macs"] or {},
+            "addresses": addrs,
+            "address_cidrs": cidrs,
+            "management_address": addrs.get(mgmt["name"]) if mgmt else None,
+            "network": network,
+        }
+
+    def node_network(self, node, path, hn, nets, addrs, cidrs, mgmt):
+        """Resolve one node's links: uplink (bond or NIC), VLANs, bridges, routes."""
+        bond = hn.get("bond")
+        uplink = bond["name"] if bond else hn.get("interface")
+        if not uplink:
+            return None
+        native = hn.get("native_network")
+        bridges = {b["network"]: b for b in (hn.get("bridges") or []) if b}
+        attached = []
+        for name in list(addrs) + [n for n in bridges if n not in addrs]:
+            net = nets.get(name)
+            if net is None:
+                continue
+            if net["vlan"] is None and name != native:
+                self.err(path + ("addresses", name), "network %s is untagged but the node's native network is %s; "
+                         "a node carries one untagged network" % (name, native or "not set"))
+                continue
+            attached.append(net)
+        # native first, then VLANs in ID order: parents before children.
+        attached.sort(key=lambda n: -1 if n["vlan"] is None else n["vlan"])
+        links = []
+        macs = node["macs"] or {}
+        vlan_links = []
+        by_net = {}
+        for net in attached:
+            if net["vlan"] is None:
+                by_net[net["name"]] = uplink
+                continue
+            name = "%s.%d" % (uplink, net["vlan"])
+            if len(name) > 15:
+                self.err(path, "VLAN interface name %s is longer than 15 characters; shorten the uplink name" % name)
+            vlan_links.append(_link(name, "vlan", net["mtu"], network=net["name"], parent=uplink,
+                                    vlan_id=net["vlan"]))
+            by_net[net["name"]] = name
+        uplink_mtu = max([n["mtu"] for n in attached] or [1500])
+        members = bond["interfaces"] if bond else []
+        for m in members:
+            links.append(_link(m, "ethernet", uplink_mtu, bond=uplink, mac=macs.get(m)))
+        up = _link(uplink, "bond" if bond else "ethernet", uplink_mtu,
+                   network=native if native in by_net else None, members=list(members),
+                   mac=macs.get(uplink))
+        if bond:
+            opts = dict(BOND_DEFAULTS[bond["mode"]])
+            opts.update({k: v for k, v in (bond["options"] or {}).items() if v is not None})
+            up.update(mode=bond["mode"], options=opts)
+        links.append(up)
+        links.extend(vlan_links)
+        by_name = {lk["name"]: lk for lk in links}
+        for net_name, br in bridges.items():
+            if net_name not in by_net:
+                continue
+            port = by_name[by_net[net_name]]
+            port["bridge"] = br["name"]
+            links.append(_link(br["name"], "bridge", nets[net_name]["mtu"], network=net_name,
+                               ports=[port["name"]], stp=br["stp"]))
+            by_net[net_name] = br["name"]
+            by_name[br["name"]] = links[-1]
+        for net_name, cidr in cidrs.items():
+            if net_name in by_net:
+                by_name[by_net[net_name]]["addresses"].append(cidr)
+        routes = []
+        for net in attached:
+            dev = by_net[net["name"]]
+            if net["name"] not in addrs or not net["gateway"]:
+                continue
+            if mgmt and net["name"] == mgmt["name"]:
+                routes.append({"to": "0.0.0.0/0", "via": net["gateway"], "dev": dev, "network": net["name"]})
+            for dest in net["routes"] or []:
+                routes.append({"to": dest, "via": net["gateway"], "dev": dev, "network": net["name"]})
+        return {
+            "uplink": uplink,
+            "native_network": native if native in by_net else None,
+            "links": links,
+            "routes": routes,
+            "management_link": by_net.get(mgmt["name"]) if mgmt else None,
+            "networks": {n: by_net[n] for n in by_net},
+        }
+
+    # ------------------------------------------------------------------
+    def routers(self, items, nets, bgp, nodes):
+        out = {}
+        if items and bgp is None:
+            self.err(("routers",), "routers peer over BGP: load_balancer.bgp is required")
+        for i, r in enumerate(items):
+            if not r or r["name"] is None:
+                continue
+            path = ("routers", i)
+            if r["name"] in out or r["name"] in nodes:
+                self.err(path + ("name",), "duplicate host name %r (node and router names share one namespace)"
+                         % r["name"])
+                continue
+            out[r["name"]] = r
+            if bgp and bgp["net"] is not None and r["address"]:
+                ip = _ip(r["address"])
+                if ip not in bgp["net"]["net"] or not _usable(bgp["net"]["net"], ip):
+                    self.err(path + ("address",), "%s is outside the BGP network %s %s"
+                             % (ip, bgp["network"], bgp["net"]["net"]))
+                else:
+                    self.claim(ip, path + ("address",), "router %s" % r["name"])
+            if r["management_address"] and r["management_address"] != r["address"]:
+                self.claim(_ip(r["management_address"]), path + ("management_address",),
+                           "router %s (management)" % r["name"])
+        return out
+
+    def pool_membership(self, pools, nets, nodes):
+        for p in pools:
+            if p["first"] is None:
+                continue
+            p["network"] = None
+            p["announce_nodes"] = []
+            if p["mode"] != "l2":
+                continue
+            for name, net in nets.items():
+                if net["net"] is not None and net["net"].first <= p["first"] and p["last"] <= net["net"].last:
+                    p["network"] = name
+                    break
+            if p["network"] is None:
+                self.err(p["path"], "L2 pool %s is not inside any network; ARP only answers on a "
+                         "network the nodes are attached to" % p["text"])
+                continue
+            p["announce_nodes"] = [n["name"] for n in nodes.values() if p["network"] in n["addresses"]]
+            if not p["announce_nodes"]:
+                self.err(p["path"], "L2 pool %s is inside network %s, which no node is attached to"
+                         % (p["text"], p["network"]))
+
+    def address_collisions(self, pools, cluster, nets, mgmt):
+        """Pool addresses must not be a node, router, gateway or the API VIP."""
+        if not pools:
+            return
+        for ip, (opath, what) in self.owners.items():
+            value = int(ip)
+            for p in pools:
+                if p["first"] is not None and p["first"] <= value <= p["last"]:
+                    self.err(p["path"], "pool %s includes %s, the address of %s (%s)"
+                             % (p["text"], ip, what, format_path(opath)))
+
+    def tenants(self, items):
+        names = []
+        for i, t in enumerate(items):
+            if not t or t["name"] is None:
+                continue
+            if t["name"] in names:
+                self.err(("tenants", i, "name"), "duplicate tenant %r" % t["name"])
+            elif t["name"] in RESERVED_NAMESPACES:
+                self.err(("tenants", i, "name"), "%r is a system namespace" % t["name"])
+            else:
+                names.append(t["name"])
+        return [{"name": n} for n in names]
+
+    # ------------------------------------------------------------------
+    def assemble(self, spec, cluster, nets, mgmt, pools, bgp, nodes, routers, tenants):
+        svc = _net(cluster["service_cidr"])
+        pod = _net(cluster["pod_cidr"])
+        networks = [{k: v for k, v in n.items() if k not in ("index", "net")}
+                    for n in nets.values()]
+        for n, src in zip(networks, nets.values()):
+            n["prefixlen"] = src["net"].prefixlen
+            n["netmask"] = str(src["net"].netmask)
+        pool_out = []
+        for p in pools:
+            pool_out.append({
+                "name": p["name"], "mode": p["mode"], "auto_assign": p["auto_assign"],
+                "cidr": p["cidr"], "range": p["range"], "addresses": p["addresses"], "cidrs": p["cidrs"],
+                "size": p["last"] - p["first"] + 1, "network": p["network"],
+                "announce_nodes": p["announce_nodes"],
+            })
+        bgp_pools = [p for p in pool_out if p["mode"] == "bgp"]
+        cp = [n for n in nodes.values() if n["role"] == "controlplane"]
+        bgp_out = None
+        if bgp:
+            bnet = bgp["net"]
+            bgp_out = {
+                "node_asn": bgp["node_asn"], "network": bgp["network"], "cidr": str(bnet["net"]),
+                "vlan": bnet["vlan"], "hold_time": bgp["hold_time"], "keepalive_time": bgp["keepalive_time"],
+                "bfd": bgp["bfd"],
+                "max_prefixes": bgp["max_prefixes"] or max(1, sum(p["size"] for p in bgp_pools)),
+                "accept": [{"prefix": c, "ge": 32, "le": 32} for p in bgp_pools for c in p["cidrs"]],
+            }
+        router_list = [{
+            "name": r["name"], "platform": r["platform"], "asn": r["asn"], "address": r["address"],
+            "management_address": r["management_address"] or r["address"],
+            "listen_range": r["listen_range"], "default_route": r["default_route"],
+        } for r in routers.values()]
+        out_cluster = dict(cluster)
+        out_cluster.update({
+            "management_network": mgmt["name"],
+            "api_endpoint": "https://%s:%d" % (cluster["api_vip"], cluster["api_port"]),
+            "pod_gateway": str(pod[1]),
+            "kubernetes_service_ip": str(svc[1]),
+            "dns_service_ip": str(svc[10]),
+            "bootstrap_node": cp[0]["name"],
+            "controlplane_nodes": [n["name"] for n in cp],
+            "networks": networks,
+            "host_network": spec["host_network"],
+            "nodes": [{"name": n["name"], "role": n["role"], "rack": n["rack"], "addresses": n["addresses"],
+                       "management_address": n["management_address"]} for n in nodes.values()],
+            "routers": router_list,
+            "load_balancer": {"pools": pool_out, "bgp_pools": bgp_pools,
+                              "l2_pools": [p for p in pool_out if p["mode"] == "l2"], "bgp": bgp_out},
+            "tenants": tenants,
+            "components": spec["components"],
+        })
+        node_vars = {}
+        for n in nodes.values():
+            n = dict(n)
+            if bgp_out:
+                n["bgp"] = {
+                    "asn": bgp_out["node_asn"], "address": n["addresses"][bgp["network"]],
+                    "network": bgp["network"], "hold_time": bgp["hold_time"],
+                    "keepalive_time": bgp["keepalive_time"], "bfd": bgp["bfd"],
+                    "peers": [{"name": r["name"], "address": r["address"], "asn": r["asn"],
+                               "platform": r["platform"]} for r in router_list],
+                }
+            else:
+                n["bgp"] = None
+            node_vars[n["name"]] = n
+        router_vars = {}
+        for r in router_list:
+            peers = [{"name": n["name"], "address": n["addresses"][bgp["network"]], "asn": bgp_out["node_asn"],
+                      "rack": n["rack"]} for n in nodes.values()]
+            router_vars[r["name"]] = dict(
+                r, router_id=r["address"], cluster=cluster["name"],
+                network={"name": bgp["network"], "cidr": bgp_out["cidr"], "vlan": bgp_out["vlan"],
+                         "prefixlen": bgp["net"]["net"].prefixlen},
+                address_cidr="%s/%d" % (r["address"], bgp["net"]["net"].prefixlen),
+                peers=peers,
+                node_asn=bgp_out["node_asn"],
+                ebgp=bgp_out["node_asn"] != r["asn"],
+                listen_range=bgp_out["cidr"] if r["listen_range"] else None,
+                accept=bgp_out["accept"], max_prefixes=bgp_out["max_prefixes"],
+                hold_time=bgp_out["hold_time"], keepalive_time=bgp_out["keepalive_time"], bfd=bgp_out["bfd"],
+            )
+        groups = {"k8s_nodes": list(node_vars), "controlplane": [n["name"] for n in cp],
+                  "workers": [n for n, v in node_vars.items() if v["role"] == "worker"],
+                  "routers": list(router_vars), cluster["distribution"]: list(node_vars)}
+        for n in node_vars.values():
+            if n["rack"]:
+                groups.setdefault("rack_" + n["rack"].replace("-", "_"), []).append(n["name"])
+        for r in router_vars.values():
+            groups.setdefault(r["platform"], []).append(r["name"])
+        return Model(out_cluster, node_vars, router_vars, groups, self.warnings)
+
+
+def _link(name, kind, mtu, network=None, parent=None, vlan_id=None, members=None, ports=None, bond=None,
+          mac=None, stp=None):
+    return {"name": name, "kind": kind, "mtu": mtu, "addresses": [], "network": network, "parent": parent,
+            "vlan_id": vlan_id, "members": members or [], "ports": ports or [], "bond": bond, "bridge": None,
+            "mode": None, "options": {}, "mac": mac, "stp": stp}
+
+
+def locate_lines(text, paths):
+    """Map spec paths to 1-based line numbers by composing the YAML again.
+
+    Only called on the error path, so a valid spec is parsed once.
+    """
+    import yaml
+    try:
+        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return {}
+    out = {}
+    for path in paths:
+        node, line = root, None
+        for part in path:  # the deepest part of the path that exists gives the line
+            nxt = None
+            if isinstance(node, yaml.MappingNode):
+                for k, v in node.value:
+                    if k.value == str(part):
+                        line, nxt = k.start_mark.line + 1, v
+                        break
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+                nxt = node.value[part]
+                line = nxt.start_mark.line + 1
+            if nxt is None:
+                break
+            node = nxt
+        if line:
+            out[path] = line
+    return out
+
+
+def build(data, source=None, text=None):
+    """Validate a loaded spec and compute the model; raise SpecError with every problem.
+
+    ``text`` (the spec's YAML source) is only used to add line numbers to errors.
+    """
+    builder = _Builder()
+    model = builder.run(data)
+    if model is None:
+        problems = builder.problems
+        lines = locate_lines(text, [p for p, _ in problems]) if text else {}
+        problems.sort(key=lambda pr: lines.get(pr[0]) or 10 ** 9)
+        raise SpecError(problems, source, lines)
+    return model
