@@ -16,6 +16,8 @@ filters and modules consume it instead of re-deriving it.
 
 from __future__ import annotations
 
+import socket
+
 import netaddr
 
 from ansible_collections.rackboot.metal.plugins.module_utils.spec_schema import (
@@ -77,7 +79,9 @@ class Model(object):
 
 
 def _ip(text):
-    return netaddr.IPAddress(text)
+    # The schema has already checked the dotted-quad form; building from the
+    # integer skips netaddr's slower string parser (2,000-node specs).
+    return netaddr.IPAddress(int.from_bytes(socket.inet_aton(text), "big"), 4)
 
 
 def _net(text):
@@ -85,10 +89,12 @@ def _net(text):
 
 
 def _usable(net, ip):
-    """An address a host may use in ``net`` (not the network or broadcast address)."""
+    """``ip`` is inside ``net`` and a host may use it (not the network or broadcast address)."""
+    v = ip.value
+    first, last = net.first, net.last
     if net.prefixlen >= 31:
-        return True
-    return ip != net.network and ip != net.broadcast
+        return first <= v <= last
+    return first < v < last
 
 
 class _Builder(object):
@@ -114,21 +120,42 @@ class _Builder(object):
         spec = check(data, SPEC, (), self.problems)
         if spec is None:
             return None
+        # Problems found so far are structural: see stage().
+        self.structural_done = bool(self.problems)
         cluster = spec["cluster"] or {}
-        nets = self.networks(spec["networks"] or [])
-        cidrs = self.cluster_cidrs(cluster)
-        mgmt = self.management(cluster, spec["host_network"], nets)
-        pools = self.pools(spec["load_balancer"] or {}, nets)
-        self.overlaps(cidrs, nets, pools)
-        bgp = self.bgp_settings(spec["load_balancer"] or {}, nets, pools)
-        nodes = self.nodes(spec, nets, mgmt, bgp)
-        routers = self.routers(spec["routers"] or [], nets, bgp, nodes)
-        self.pool_membership(pools, nets, nodes)
-        self.address_collisions(pools, cluster, nets, mgmt)
-        tenants = self.tenants(spec["tenants"] or [])
+        lb = spec["load_balancer"] or {}
+        stage = self.stage
+        nets = stage(self.networks, {}, spec["networks"] or [])
+        cidrs = stage(self.cluster_cidrs, [], cluster)
+        mgmt = stage(self.management, None, cluster, spec["host_network"], nets)
+        pools = stage(self.pools, [], lb, nets)
+        stage(self.overlaps, None, cidrs, nets, pools)
+        bgp = stage(self.bgp_settings, None, lb, nets, pools)
+        nodes = stage(self.nodes, {}, spec, nets, mgmt, bgp)
+        routers = stage(self.routers, {}, spec["routers"] or [], nets, bgp, nodes)
+        stage(self.pool_membership, None, pools, nets, nodes)
+        stage(self.address_collisions, None, pools, cluster, nets, mgmt)
+        tenants = stage(self.tenants, [], spec["tenants"] or [])
+        self.attachment_list = stage(self.attachments, [], spec.get("attachments") or [], nets, nodes, pools)
         if self.problems:
             return None
         return self.assemble(spec, cluster, nets, mgmt, pools, bgp, nodes, routers, tenants)
+
+    def stage(self, check_fn, fallback, *args):
+        """Run one semantic stage.
+
+        When the structural check already found problems, some values are None
+        and a stage may trip over them: those problems are what gets reported,
+        and the stage's own result is replaced by ``fallback``. On a spec
+        without structural problems every exception is a bug and propagates.
+        """
+        structural = self.structural_done
+        try:
+            return check_fn(*args)
+        except (TypeError, KeyError, AttributeError, ValueError):
+            if not structural:
+                raise
+            return fallback
 
     # ------------------------------------------------------------------
     def networks(self, items):
@@ -153,7 +180,7 @@ class _Builder(object):
                 continue
             if n["gateway"] is not None:
                 gw = _ip(n["gateway"])
-                if gw not in net or not _usable(net, gw):
+                if not _usable(net, gw):
                     self.err(path + ("gateway",), "%s is outside network %s %s or not a usable host address"
                              % (gw, n["name"], net))
                 else:
@@ -219,7 +246,7 @@ class _Builder(object):
             return None
         if cluster.get("api_vip") and mgmt["net"] is not None:
             vip = _ip(cluster["api_vip"])
-            if vip not in mgmt["net"] or not _usable(mgmt["net"], vip):
+            if not _usable(mgmt["net"], vip):
                 self.err(("cluster", "api_vip"), "%s is outside the management network %s %s"
                          % (vip, name, mgmt["net"]))
             else:
@@ -375,7 +402,7 @@ class _Builder(object):
             if net["net"] is None:
                 continue
             ip = _ip(text)
-            if ip not in net["net"] or not _usable(net["net"], ip):
+            if not _usable(net["net"], ip):
                 self.err(apath, "%s is outside network %s %s or not a usable host address" % (ip, net_name, net["net"]))
                 continue
             self.claim(ip, apath, "node %s" % node["name"])
@@ -493,7 +520,7 @@ class _Builder(object):
             out[r["name"]] = r
             if bgp and bgp["net"] is not None and r["address"]:
                 ip = _ip(r["address"])
-                if ip not in bgp["net"]["net"] or not _usable(bgp["net"]["net"], ip):
+                if not _usable(bgp["net"]["net"], ip):
                     self.err(path + ("address",), "%s is outside the BGP network %s %s"
                              % (ip, bgp["network"], bgp["net"]["net"]))
                 else:
@@ -548,6 +575,93 @@ class _Builder(object):
                 names.append(t["name"])
         return [{"name": n} for n in names]
 
+    def attachments(self, items, nets, nodes, pools):
+        """Multus attachments: resolve each one's master link on the nodes; check IPAM ranges."""
+        out = []
+        seen = set()
+        for i, a in enumerate(items):
+            if not a or a["name"] is None or a["network"] is None:
+                continue
+            path = ("attachments", i)
+            key = (a["namespace"], a["name"])
+            if key in seen:
+                self.err(path + ("name",), "duplicate attachment %s/%s" % key)
+                continue
+            seen.add(key)
+            net = nets.get(a["network"])
+            if net is None:
+                self.err(path + ("network",), "network %r does not exist (networks: %s)"
+                         % (a["network"], ", ".join(nets)))
+                continue
+            masters = {}     # link name -> [node names]
+            no_bridge = []
+            for node in nodes.values():
+                nn = node["network"]
+                if not nn or a["network"] not in nn["networks"]:
+                    continue
+                link = nn["networks"][a["network"]]
+                kinds = {lk["name"]: lk["kind"] for lk in nn["links"]}
+                if a["type"] == "bridge" and kinds.get(link) != "bridge":
+                    no_bridge.append("%s (%s)" % (node["name"], link))
+                    continue
+                masters.setdefault(link, []).append(node["name"])
+            if no_bridge:
+                self.err(path + ("type",), "type bridge needs a bridge on network %s, but these nodes have none: %s; "
+                         "add it to host_network.bridges" % (a["network"], ", ".join(no_bridge)))
+                continue
+            if not masters:
+                self.err(path + ("network",), "no node is attached to network %s (give nodes an address or a bridge "
+                         "on it)" % a["network"])
+                continue
+            if len(masters) > 1:
+                self.err(path + ("network",), "nodes reach network %s through different links (%s); a "
+                         "NetworkAttachmentDefinition names one interface for every node" % (a["network"], "; ".join(
+                             "%s on %s" % (link, ", ".join(names)) for link, names in sorted(masters.items()))))
+                continue
+            master, members = next(iter(masters.items()))
+            ipam = self.attachment_ipam(a["ipam"] or {"type": "none"}, path + ("ipam",), net, pools)
+            out.append({"name": a["name"], "namespace": a["namespace"], "type": a["type"], "network": a["network"],
+                        "master": master, "mtu": net["mtu"], "vlan": net["vlan"], "nodes": members, "ipam": ipam})
+        return out
+
+    def attachment_ipam(self, ipam, path, net, pools):
+        out = dict(ipam)
+        ranged = ipam["type"] in ("whereabouts", "host-local")
+        if ipam.get("gateway") and net["net"] is not None and _ip(ipam["gateway"]) not in net["net"]:
+            self.err(path + ("gateway",), "%s is outside network %s %s" % (ipam["gateway"], net["name"], net["net"]))
+        if not ranged:
+            for key in ("range", "range_start", "range_end"):
+                if ipam.get(key):
+                    self.err(path + (key,), "only applies to ipam types whereabouts and host-local")
+            return out
+        if not ipam.get("range"):
+            self.err(path + ("range",), "is required for ipam type %s" % ipam["type"])
+            return out
+        rng = self.canonical(ipam["range"], path + ("range",))
+        if rng is None or net["net"] is None:
+            return out
+        if rng not in net["net"]:
+            self.err(path + ("range",), "%s is outside network %s %s" % (rng, net["name"], net["net"]))
+            return out
+        lo = _ip(ipam["range_start"]) if ipam.get("range_start") else rng[1 if rng.prefixlen < 31 else 0]
+        hi = _ip(ipam["range_end"]) if ipam.get("range_end") else rng[-2 if rng.prefixlen < 31 else -1]
+        for key, ip in (("range_start", lo), ("range_end", hi)):
+            if ip not in rng:
+                self.err(path + (key,), "%s is outside the range %s" % (ip, rng))
+                return out
+        if lo > hi:
+            self.err(path + ("range_start",), "%s is after range_end %s" % (lo, hi))
+            return out
+        for ip, (opath, what) in sorted(self.owners.items()):
+            if lo <= ip <= hi:
+                self.err(path + ("range",), "%s-%s includes %s, the address of %s (%s); narrow it with "
+                         "range_start/range_end" % (lo, hi, ip, what, format_path(opath)))
+        for p in pools:
+            if p.get("first") is not None and int(lo) <= p["last"] and p["first"] <= int(hi):
+                self.err(path + ("range",), "%s-%s overlaps load-balancer pool %s (%s)" % (lo, hi, p["name"], p["text"]))
+        out.update(range=str(rng), range_start=str(lo), range_end=str(hi))
+        return out
+
     # ------------------------------------------------------------------
     def assemble(self, spec, cluster, nets, mgmt, pools, bgp, nodes, routers, tenants):
         svc = _net(cluster["service_cidr"])
@@ -599,6 +713,7 @@ class _Builder(object):
             "load_balancer": {"pools": pool_out, "bgp_pools": bgp_pools,
                               "l2_pools": [p for p in pool_out if p["mode"] == "l2"], "bgp": bgp_out},
             "tenants": tenants,
+            "attachments": self.attachment_list,
             "components": spec["components"],
         })
         node_vars = {}

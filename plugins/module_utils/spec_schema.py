@@ -210,6 +210,25 @@ SPEC = Field("dict", required=True, fields={
                      item=Field("dict", fields={
                          "name": Field("name", required=True, doc="namespace name"),
                      })),
+    # Multus secondary networks (NetworkAttachmentDefinitions); see docs/network-stack.md.
+    "attachments": Field("list", default=[], doc="Multus secondary networks for pods (NetworkAttachmentDefinitions)",
+                         item=Field("dict", fields={
+                             "name": Field("name", required=True, doc="NetworkAttachmentDefinition name"),
+                             "namespace": Field("name", default="default",
+                                                doc="namespace of the definition (a tenant or an existing one)"),
+                             "type": Field("str", required=True, choices=["macvlan", "bridge"],
+                                           doc="macvlan on the network's node link, or a port on the node's bridge"),
+                             "network": Field("name", required=True, doc="spec network the pods attach to"),
+                             "ipam": Field("dict", default={"type": "none"}, doc="address management", fields={
+                                 "type": Field("str", default="none",
+                                               choices=["whereabouts", "host-local", "static", "dhcp", "none"],
+                                               doc="CNI IPAM plugin; none = no address"),
+                                 "range": Field("cidr", doc="whereabouts/host-local: CIDR inside the network"),
+                                 "range_start": Field("ipv4", doc="first address handed out (default: range start)"),
+                                 "range_end": Field("ipv4", doc="last address handed out (default: range end)"),
+                                 "gateway": Field("ipv4", doc="gateway given to pods (default: none)"),
+                             }),
+                         })),
     "components": Field("dict", default={}, doc="overrides of pinned versions and chart sources",
                         fields={name: Field("dict", default={}, fields=dict({
                             "version": Field("str", doc="version override (default: pinned)"),
@@ -363,3 +382,60 @@ def _copy(value):
     if isinstance(value, list):
         return [_copy(v) for v in value]
     return value
+
+
+# --------------------------------------------------------------------------
+# Reference documentation, generated from SPEC (docs/cluster-spec.md embeds it;
+# tests/unit/test_spec_docs.py keeps the two in step).
+# --------------------------------------------------------------------------
+_KIND_WORDS = {
+    "str": "string", "int": "integer", "bool": "boolean", "dict": "mapping", "list": "list", "map": "mapping",
+    "name": "DNS-1123 label", "ifname": "interface name", "dnsname": "DNS name", "ipv4": "IPv4 address",
+    "cidr": "IPv4 CIDR", "version": "version string", "mac": "MAC address", "asn": "ASN (1-4294967295)",
+    "any": "any",
+}
+
+
+def _type_words(field):
+    words = _KIND_WORDS[field.kind]
+    if field.kind == "list" and field.item is not None:
+        words = "list of %s" % _KIND_WORDS[field.item.kind]
+        if field.item.kind == "dict" and field.item.fields:
+            words = "list of mappings"
+    if field.kind == "map" and field.item is not None:
+        words = "mapping of %s" % _KIND_WORDS[field.item.kind]
+    if field.choices:
+        words += ": " + " \\| ".join("`%s`" % c for c in field.choices)
+    if field.kind == "int" and (field.min is not None or field.max is not None):
+        words += " (%s-%s)" % (field.min, field.max)
+    if field.nullable:
+        words += ", or null"
+    return words
+
+
+def _default_words(field):
+    if field.required:
+        return "**required**"
+    if field.default in (None, [], {}):
+        return ""
+    import json
+    return "`%s`" % json.dumps(field.default)
+
+
+def reference_markdown():
+    """One table row per field path, in schema order."""
+    rows = ["| Field | Type | Default | Meaning |", "| --- | --- | --- | --- |"]
+
+    def walk(field, prefix):
+        subfields = field.fields
+        if field.kind == "list" and field.item is not None and field.item.fields:
+            subfields, prefix = field.item.fields, prefix + "[]"
+        if not subfields:
+            return
+        for key, sub in subfields.items():
+            path = "%s.%s" % (prefix, key) if prefix else key
+            rows.append("| `%s` | %s | %s | %s |" % (path, _type_words(sub), _default_words(sub), sub.doc))
+            walk(sub, path)
+
+    walk(SPEC, "")
+    return "\n".join(rows) + "\n"

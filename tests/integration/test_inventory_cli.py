@@ -1,0 +1,137 @@
+"""ansible-inventory against the real plugin, as engineers and AWX run it."""
+import json
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import REPO, SHARED, ansible_env
+
+VAULT = {
+    "example": "example@%s" % (REPO / "inventories/example/vault-password.txt"),
+    "lab": "lab@%s" % (REPO / "inventories/lab/vault-password.txt"),
+}
+
+
+def inventory(*args):
+    return subprocess.run(["ansible-inventory"] + list(args), cwd=REPO, env=ansible_env(),
+                          capture_output=True, text=True, timeout=120)
+
+
+def unwrap(value):
+    """ansible-core marks inventory-plugin strings as unsafe in --list output."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("name", ["example", "lab"])
+def test_graph_lists_every_host_in_its_groups(name):
+    spec = yaml.safe_load((REPO / "inventories" / name / "cluster.yml").read_text())
+    res = inventory("-i", "inventories/%s" % name, "--graph")
+    assert res.returncode == 0, res.stderr
+    for node in spec["nodes"]:
+        assert "|--%s\n" % node["name"] in res.stdout
+    assert "@controlplane:" in res.stdout and "@routers:" in res.stdout
+    assert "@%s:" % spec["cluster"]["distribution"] in res.stdout
+
+
+@pytest.mark.parametrize("name", ["example", "lab"])
+def test_list_carries_the_computed_model(name):
+    spec = yaml.safe_load((REPO / "inventories" / name / "cluster.yml").read_text())
+    res = inventory("-i", "inventories/%s" % name, "--list", "--export", "--vault-id", VAULT[name])
+    assert res.returncode == 0, res.stderr
+    data = unwrap(json.loads(res.stdout))
+    hostvars = data["_meta"]["hostvars"]
+    cluster = data["all"]["vars"]["rackboot_cluster"]
+    assert cluster["name"] == spec["cluster"]["name"]
+    mgmt = spec["host_network"]["native_network"]
+    for node in spec["nodes"]:
+        hv = hostvars[node["name"]]
+        assert hv["ansible_host"] == node["addresses"][mgmt]
+        assert hv["rackboot_node"]["role"] == node["role"]
+        assert hv["rackboot_node"]["network"]["links"]
+    for router in spec["routers"]:
+        peers = hostvars[router["name"]]["rackboot_router"]["peers"]
+        assert sorted(p["name"] for p in peers) == sorted(n["name"] for n in spec["nodes"])
+    # the vaulted BGP password stays encrypted in the listing
+    assert "__ansible_vault" in json.dumps(data["all"]["vars"]["rackboot_bgp_password"])
+    assert sorted(data["controlplane"]["hosts"]) == sorted(n["name"] for n in spec["nodes"] if n["role"] == "controlplane")
+
+
+def test_the_vault_password_decrypts(tmp_path):
+    res = subprocess.run(["ansible", "-i", "inventories/lab", "localhost", "-m", "ansible.builtin.assert",
+                          "-a", "that='rackboot_bgp_password | length >= 8'", "--vault-id", VAULT["lab"]],
+                         cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_any_yaml_file_with_the_plugin_key_is_a_spec(tmp_path):
+    shutil.copy(SHARED / "cluster-spec.example.yml", tmp_path / "rack-42.yaml")
+    (tmp_path / "notes.yml").write_text("just: a file\n")  # not a spec: another plugin's business
+    res = inventory("-i", str(tmp_path / "rack-42.yaml"), "--graph")
+    assert res.returncode == 0, res.stderr
+    assert "|--cp1" in res.stdout
+
+
+def test_a_bad_spec_fails_with_clear_messages_and_no_traceback(tmp_path):
+    spec = yaml.safe_load((REPO / "inventories/lab/cluster.yml").read_text())
+    spec["nodes"][2]["addresses"]["mgmt"] = "192.168.101.5"
+    spec["networks"][1]["vlan"] = 4095
+    spec["nodes"][0]["rol"] = "controlplane"
+    path = tmp_path / "cluster.yml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    res = inventory("-i", str(path), "--list")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "Traceback" not in out
+    assert "nodes[2].addresses.mgmt: 192.168.101.5 is outside network mgmt 10.77.0.0/24" in out
+    assert "networks[1].vlan: value 4095 is outside 1-4094" in out
+    assert "nodes[0].rol: unknown key; did you mean 'role'?" in out
+    # file and line of each problem
+    lines = path.read_text().splitlines()
+    vlan_line = next(i + 1 for i, line in enumerate(lines) if "vlan: 4095" in line)
+    assert "%s:%d: networks[1].vlan" % (path, vlan_line) in out
+
+
+def test_invalid_yaml_is_reported_with_its_line(tmp_path):
+    path = tmp_path / "cluster.yml"
+    path.write_text("plugin: rackboot.metal.cluster\ncluster:\n  name: x\n   bad: indent\n")
+    res = inventory("-i", str(path), "--list")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "Traceback" not in out
+    assert "%s:4: not valid YAML" % path in out
+
+
+def test_playbook_stops_before_touching_hosts_on_a_bad_spec(tmp_path):
+    spec = yaml.safe_load((REPO / "inventories/lab/cluster.yml").read_text())
+    spec["load_balancer"]["pools"][1]["range"] = "10.77.0.220-10.77.0.200"
+    path = tmp_path / "cluster.yml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    marker = tmp_path / "touched"
+    play = tmp_path / "play.yml"
+    play.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n"
+                    "    - ansible.builtin.file: {path: %s, state: touch}\n      delegate_to: localhost\n" % marker)
+    res = subprocess.run(["ansible-playbook", "-i", str(path), str(play)], cwd=REPO, env=ansible_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
+    assert "range start 10.77.0.220 is after its end 10.77.0.200" in res.stdout + res.stderr
+    assert not marker.exists()
+
+
+def test_constructed_options_work(tmp_path):
+    spec = yaml.safe_load((REPO / "inventories/lab/cluster.yml").read_text())
+    spec["keyed_groups"] = [{"key": "rackboot_node.role", "prefix": "role", "default_value": "router"}]
+    spec["compose"] = {"rack_name": "rackboot_node.rack | default('none')"}
+    path = tmp_path / "cluster.yml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    res = inventory("-i", str(path), "--list")
+    assert res.returncode == 0, res.stderr
+    data = unwrap(json.loads(res.stdout))
+    assert sorted(data["role_worker"]["hosts"]) == ["node2", "node3"]
+    assert data["_meta"]["hostvars"]["node3"]["rack_name"] == "lab2"

@@ -1,0 +1,173 @@
+"""What the model computes from a valid spec: defaults, host networks, BGP peers, groups."""
+import ipaddress
+
+from conftest import SHARED, load_yaml
+
+from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+
+
+def links_by_name(node):
+    return {lk["name"]: lk for lk in node["network"]["links"]}
+
+
+def test_shared_example_spec_parses_unchanged():
+    data = load_yaml(SHARED / "cluster-spec.example.yml")
+    model = build(data, source="cluster-spec.example.yml")
+    assert set(model.nodes) == {n["name"] for n in data["nodes"]}
+    assert set(model.routers) == {r["name"] for r in data["routers"]}
+
+
+def test_defaults_are_filled_in(lab_spec):
+    for key in ("domain", "pod_cidr", "service_cidr", "join_cidr"):
+        lab_spec["cluster"].pop(key, None)
+    cluster = build(lab_spec).cluster
+    assert (cluster["domain"], cluster["pod_cidr"], cluster["service_cidr"], cluster["join_cidr"]) == \
+        ("cozy.local", "10.244.0.0/16", "10.96.0.0/16", "100.64.0.0/16")
+    assert cluster["api_port"] == 6443
+    assert cluster["load_balancer"]["bgp"]["hold_time"] == 9
+    assert cluster["load_balancer"]["bgp"]["bfd"] == {"interval_ms": 100, "multiplier": 3}
+
+
+def test_derived_cluster_addresses(example_spec):
+    cluster = build(example_spec).cluster
+    svc = ipaddress.ip_network(example_spec["cluster"]["service_cidr"])
+    pod = ipaddress.ip_network(example_spec["cluster"]["pod_cidr"])
+    assert cluster["kubernetes_service_ip"] == str(svc[1])
+    assert cluster["dns_service_ip"] == str(svc[10])
+    assert cluster["pod_gateway"] == str(pod[1])
+    assert cluster["api_endpoint"] == "https://%s:6443" % example_spec["cluster"]["api_vip"]
+    first_cp = next(n["name"] for n in example_spec["nodes"] if n["role"] == "controlplane")
+    assert cluster["bootstrap_node"] == first_cp
+
+
+def test_groups(example_spec):
+    model = build(example_spec)
+    spec_nodes = example_spec["nodes"]
+    assert set(model.groups["controlplane"]) == {n["name"] for n in spec_nodes if n["role"] == "controlplane"}
+    assert set(model.groups["workers"]) == {n["name"] for n in spec_nodes if n["role"] == "worker"}
+    assert set(model.groups["k8s_nodes"]) == {n["name"] for n in spec_nodes}
+    assert set(model.groups["talos"]) == {n["name"] for n in spec_nodes}
+    for rack in {n["rack"] for n in spec_nodes}:
+        assert set(model.groups["rack_" + rack]) == {n["name"] for n in spec_nodes if n["rack"] == rack}
+    for platform in ("frr", "bird"):
+        assert model.groups[platform] == [r["name"] for r in example_spec["routers"] if r["platform"] == platform]
+
+
+def test_rack_names_with_dashes_become_valid_group_names(lab_spec):
+    lab_spec["nodes"][0]["rack"] = "row-a-12"
+    assert build(lab_spec).groups["rack_row_a_12"] == ["node1"]
+
+
+def test_bonded_node_network(example_spec):
+    model = build(example_spec)
+    node = model.nodes["cp1"]
+    links = links_by_name(node)
+    bond = links["bond0"]
+    assert bond["kind"] == "bond" and bond["members"] == ["eno1", "eno2"]
+    assert bond["mode"] == "802.3ad"
+    assert bond["options"]["lacp_rate"] == "fast" and bond["options"]["xmit_hash_policy"] == "layer3+4"
+    # the untagged management network sits on the bond itself
+    assert bond["network"] == "mgmt" and bond["addresses"] == ["10.10.0.11/24"]
+    # one VLAN link per tagged network, child of the bond
+    for net in example_spec["networks"]:
+        if net.get("vlan") and net["name"] in example_spec["nodes"][0]["addresses"]:
+            vlan = links["bond0.%d" % net["vlan"]]
+            assert vlan["kind"] == "vlan" and vlan["parent"] == "bond0" and vlan["vlan_id"] == net["vlan"]
+            assert vlan["mtu"] == net.get("mtu", 1500)
+    # parents carry the largest MTU of their children; members follow the bond
+    assert bond["mtu"] == 9000 and links["eno1"]["mtu"] == 9000 and links["eno1"]["bond"] == "bond0"
+    # the bridge takes the storage address; the VLAN becomes its port
+    assert links["bond0.200"]["addresses"] == [] and links["bond0.200"]["bridge"] == "br-storage"
+    assert links["br-storage"]["ports"] == ["bond0.200"] and links["br-storage"]["addresses"] == ["10.200.0.11/24"]
+    # parents come before children
+    order = [lk["name"] for lk in node["network"]["links"]]
+    assert order.index("eno1") < order.index("bond0") < order.index("bond0.200") < order.index("br-storage")
+    assert node["network"]["routes"] == [{"to": "0.0.0.0/0", "via": "10.10.0.1", "dev": "bond0", "network": "mgmt"}]
+    assert node["network"]["management_link"] == "bond0"
+    assert node["macs"]["eno1"] == "0c:c4:7a:00:01:01" and links["eno1"]["mac"] == "0c:c4:7a:00:01:01"
+
+
+def test_single_nic_override(example_spec):
+    node = build(example_spec).nodes["w2"]
+    links = links_by_name(node)
+    assert node["network"]["uplink"] == "enp65s0"
+    assert links["enp65s0"]["kind"] == "ethernet" and links["enp65s0"]["members"] == []
+    assert "bond0" not in links and "enp65s0.100" in links
+    assert links["enp65s0.100"]["parent"] == "enp65s0"
+
+
+def test_bond_override_keeps_other_keys(example_spec):
+    node = build(example_spec).nodes["w5"]
+    bond = links_by_name(node)["bond0"]
+    assert bond["mode"] == "active-backup" and bond["options"]["primary"] == "eno1"
+    assert "lacp_rate" not in bond["options"]
+    # bridges were not overridden, so the cluster-wide bridge is still there
+    assert "br-storage" in links_by_name(node)
+
+
+def test_network_routes_go_via_that_networks_gateway(example_spec):
+    node = build(example_spec).nodes["w1"]
+    backup = next(n for n in example_spec["networks"] if n["name"] == "backup")
+    assert {"to": backup["routes"][0], "via": backup["gateway"], "dev": "bond0.%d" % backup["vlan"],
+            "network": "backup"} in node["network"]["routes"]
+    # a node without an address on that network gets no such route
+    assert all(r["network"] != "backup" for r in build(example_spec).nodes["w2"]["network"]["routes"])
+
+
+def test_bridge_without_address_still_carries_its_vlan(lab_spec):
+    del lab_spec["nodes"][2]["addresses"]["storage"]
+    node = build(lab_spec).nodes["node3"]
+    links = links_by_name(node)
+    assert links["br-storage"]["addresses"] == [] and links["br-storage"]["ports"] == ["bond0.200"]
+
+
+def test_node_bgp_peers_are_the_routers(example_spec):
+    model = build(example_spec)
+    bgp = model.nodes["w3"]["bgp"]
+    assert bgp["asn"] == example_spec["load_balancer"]["bgp"]["node_asn"]
+    assert bgp["address"] == next(n for n in example_spec["nodes"] if n["name"] == "w3")["addresses"]["peering"]
+    assert [(p["name"], p["address"], p["asn"]) for p in bgp["peers"]] == \
+        [(r["name"], r["address"], r["asn"]) for r in example_spec["routers"]]
+
+
+def test_router_peers_are_every_node(example_spec):
+    model = build(example_spec)
+    router = model.routers["tor1"]
+    assert [(p["name"], p["address"]) for p in router["peers"]] == \
+        [(n["name"], n["addresses"]["peering"]) for n in example_spec["nodes"]]
+    assert all(p["asn"] == 65001 for p in router["peers"])
+    assert router["ebgp"] is True and router["router_id"] == router["address"]
+    assert router["accept"] == [{"prefix": "203.0.113.0/26", "ge": 32, "le": 32}]
+    assert router["max_prefixes"] == 64  # every address of the /26 BGP pool
+    assert model.hostvars("tor1")["ansible_host"] == "10.10.0.2"
+
+
+def test_ibgp_and_listen_range(lab_spec):
+    lab_spec["load_balancer"]["bgp"]["node_asn"] = 65000
+    lab_spec["routers"][0]["listen_range"] = True
+    model = build(lab_spec)
+    assert model.routers["rtr-frr"]["ebgp"] is False
+    assert model.routers["rtr-frr"]["listen_range"] == "10.77.100.0/24"
+    assert model.routers["rtr-bird"]["listen_range"] is None
+    # without management_address Ansible reaches the router on its BGP address
+    assert model.hostvars("rtr-bird")["ansible_host"] == "10.77.100.2"
+
+
+def test_pools_split_by_mode(example_spec):
+    lb = build(example_spec).cluster["load_balancer"]
+    assert [p["name"] for p in lb["bgp_pools"]] == ["public"]
+    assert [p["name"] for p in lb["l2_pools"]] == ["lan"]
+    lan = lb["l2_pools"][0]
+    assert lan["addresses"] == ["10.10.0.200-10.10.0.220"] and lan["size"] == 21 and lan["network"] == "mgmt"
+    covered = set()
+    for c in lan["cidrs"]:
+        covered |= set(ipaddress.ip_network(c))
+    assert covered == {ipaddress.ip_address("10.10.0.200") + i for i in range(21)}
+    assert set(lan["announce_nodes"]) == {n["name"] for n in example_spec["nodes"]}
+
+
+def test_hostvars_of_a_node(lab_spec):
+    model = build(lab_spec)
+    hv = model.hostvars("node2")
+    assert hv["ansible_host"] == "10.77.0.12"
+    assert hv["rackboot_node"]["address_cidrs"]["storage"] == "10.77.200.12/24"
