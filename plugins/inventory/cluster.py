@@ -25,7 +25,10 @@ description:
     defaults and computed values), C(rackboot_node) on nodes (role, addresses,
     resolved host network, BGP peers), C(rackboot_router) on routers (peer list,
     accepted prefixes, timers, BFD), C(ansible_host) (the management address),
-    C(rackboot_inventory_dir) (the spec's folder)."
+    C(rackboot_inventory_dir) (the spec's folder), and overridable defaults
+    C(rackboot_artifacts_dir) (C(<spec folder>/artifacts/<cluster name>)),
+    C(rackboot_secrets_dir) (C(<spec folder>/secrets)) and
+    C(rackboot_kubeconfig) (C(<artifacts dir>/kubeconfig))."
   - The full format is in docs/cluster-spec.md.
 extends_documentation_fragment:
   - ansible.builtin.constructed
@@ -179,6 +182,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         inv = self.inventory
         inv.set_variable("all", "rackboot_cluster", model.cluster)
         inv.set_variable("all", "rackboot_inventory_dir", inventory_dir)
+        # Defaults for every playbook wherever it lives (playbook group_vars only
+        # reach playbooks in one folder); group_vars or -e override them.
+        inv.set_variable("all", "rackboot_artifacts_dir",
+                         os.path.join(inventory_dir, "artifacts", model.cluster["name"]))
+        inv.set_variable("all", "rackboot_secrets_dir", os.path.join(inventory_dir, "secrets"))
+        inv.set_variable("all", "rackboot_kubeconfig", trust_as_template("{{ rackboot_artifacts_dir }}/kubeconfig"))
         for group, hosts in model.groups.items():
             inv.add_group(group)
         for name in list(model.nodes) + list(model.routers):

@@ -134,7 +134,7 @@ class _Builder(object):
         nodes = stage(self.nodes, {}, spec, nets, mgmt, bgp)
         routers = stage(self.routers, {}, spec["routers"] or [], nets, bgp, nodes)
         stage(self.pool_membership, None, pools, nets, nodes)
-        stage(self.address_collisions, None, pools, cluster, nets, mgmt)
+        stage(self.address_collisions, None, pools)
         tenants = stage(self.tenants, [], spec["tenants"] or [])
         self.attachment_list = stage(self.attachments, [], spec.get("attachments") or [], nets, nodes, pools)
         if self.problems:
@@ -551,7 +551,7 @@ class _Builder(object):
                 self.err(p["path"], "L2 pool %s is inside network %s, which no node is attached to"
                          % (p["text"], p["network"]))
 
-    def address_collisions(self, pools, cluster, nets, mgmt):
+    def address_collisions(self, pools):
         """Pool addresses must not be a node, router, gateway or the API VIP."""
         if not pools:
             return

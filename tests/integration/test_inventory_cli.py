@@ -135,3 +135,14 @@ def test_constructed_options_work(tmp_path):
     data = unwrap(json.loads(res.stdout))
     assert sorted(data["role_worker"]["hosts"]) == ["node2", "node3"]
     assert data["_meta"]["hostvars"]["node3"]["rack_name"] == "lab2"
+
+
+def test_artifacts_and_secrets_in_the_inventory_folder_are_not_read_as_inventory(tmp_path):
+    shutil.copy(REPO / "inventories/lab/cluster.yml", tmp_path / "cluster.yml")
+    (tmp_path / "artifacts/lab").mkdir(parents=True)
+    (tmp_path / "artifacts/lab/resources.yaml").write_text("kind: A\n---\nkind: B\n")
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets/talos-secrets.yaml").write_text("cluster: {id: x}\n")
+    res = inventory("-i", str(tmp_path), "--graph")
+    assert res.returncode == 0, res.stderr
+    assert "|--node1" in res.stdout

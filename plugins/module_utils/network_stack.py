@@ -1,0 +1,516 @@
+# -*- coding: utf-8 -*-
+# Copyright: rackboot developers
+# Apache License 2.0 (see LICENSE)
+"""Helm values and Kubernetes resources of the cluster network stack.
+
+Pure functions of ``rackboot_cluster`` (the inventory plugin's normalized
+cluster): Kube-OVN, Cilium (chained behind Kube-OVN as kube-proxy
+replacement), Multus thick, MetalLB, cozy-proxy and tenant isolation. The
+roles call them through the filters in ``plugins/filter/network_stack.py``,
+so render mode and the install apply exactly the same data.
+
+Settings follow Cozystack's ``kubeovn-cilium`` variant; docs/network-stack.md
+explains each one. ``components.<name>.values`` from the spec is deep-merged
+last, so a cluster can override any value without a code change.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+__all__ = [
+    "DEFAULT_NAMESPACES", "deep_merge", "chart_source", "kube_ovn_values", "cilium_values",
+    "cilium_cni_configmap", "cilium_cni_conflist", "multus_resources", "nad_crd", "nad_resources",
+    "metallb_values", "metallb_resources", "metallb_password_secret", "cozy_proxy_values",
+    "tenant_resources", "tenant_policies", "CNI_CONFIGMAP", "CILIUM_CONFLIST", "TALOS_KUBEPRISM",
+    "NetworkStackError",
+]
+
+# Cozystack's namespaces (cluster_model.RESERVED_NAMESPACES keeps tenants out of them).
+DEFAULT_NAMESPACES = {
+    "kube_ovn": "cozy-kubeovn", "cilium": "cozy-cilium", "multus": "cozy-multus",
+    "metallb": "cozy-metallb", "cozy_proxy": "cozy-proxy",
+}
+CNI_CONFIGMAP = "cni-configuration"
+CNI_CONFIGMAP_KEY = "cni-config"
+# Cilium writes the chained conflist under this name; Kube-OVN's priority "10"
+# sorts after it, so the kubelet (and Multus, as its master) pick Cilium's.
+CILIUM_CONFLIST = "05-cilium.conflist"
+KUBE_OVN_CNI_PRIORITY = "10"
+KUBE_OVN_SOCKET = "/run/openvswitch/kube-ovn-daemon.sock"
+TALOS_KUBEPRISM = ("localhost", 7445)
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+NAD_GROUP = "k8s.cni.cncf.io"
+MULTUS_IMAGE = "ghcr.io/k8snetworkplumbingwg/multus-cni"
+COZY_PROXY_IMAGE = "ghcr.io/cozystack/cozystack/cozy-proxy"
+TENANT_POLICY = "rackboot-tenant-isolation"
+
+
+class NetworkStackError(ValueError):
+    """Input the builders cannot turn into resources (reported as a clean Ansible error)."""
+
+
+def deep_merge(base, override):
+    """Return ``base`` with ``override`` merged in: mappings recursively, everything else replaced."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _component(cluster, name):
+    return (cluster.get("components") or {}).get(name) or {}
+
+
+def _with_overrides(cluster, name, values):
+    return deep_merge(values, _component(cluster, name).get("values") or {})
+
+
+def _talos(cluster):
+    return cluster.get("distribution") == "talos"
+
+
+def _meta(name, namespace=None, labels=None):
+    meta = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    if labels:
+        meta["labels"] = dict(labels)
+    return meta
+
+
+def chart_source(cluster, component, chart_ref, repo_url, version):
+    """Where a chart comes from: the role's defaults, overridden by ``components.<name>``.
+
+    ``components.<name>.chart`` may be a repository URL (http/https: the chart
+    name stays ``chart_ref``), an ``oci://`` reference, or a local path (a
+    mirror or an unpacked chart for air-gapped sites). Returns the
+    kubernetes.core.helm arguments ``chart_ref``, ``chart_repo_url`` and
+    ``chart_version`` (``None`` where the source has no version, a local path).
+    """
+    comp = _component(cluster, component)
+    version = comp.get("version") or version
+    version = str(version).lstrip("v") if version else None
+    chart = comp.get("chart")
+    if not chart:
+        if repo_url:
+            return {"chart_ref": chart_ref, "chart_repo_url": repo_url, "chart_version": version}
+        chart = chart_ref
+    if chart.startswith(("http://", "https://")):
+        return {"chart_ref": chart_ref, "chart_repo_url": chart, "chart_version": version}
+    if chart.startswith("oci://"):
+        return {"chart_ref": chart, "chart_repo_url": None, "chart_version": version}
+    # A local path carries its own version in Chart.yaml.
+    return {"chart_ref": chart, "chart_repo_url": None, "chart_version": None}
+
+
+# ----------------------------------------------------------------------------
+# Kube-OVN (legacy chart keys, charts/kube-ovn)
+# ----------------------------------------------------------------------------
+def kube_ovn_values(cluster, namespace=None, version=None):
+    """Kube-OVN values: one pod CIDR with central IPAM; LB and NetworkPolicy left to Cilium."""
+    cps = [n for n in cluster["nodes"] if n["role"] == "controlplane"]
+    values = {
+        "namespace": namespace or DEFAULT_NAMESPACES["kube_ovn"],
+        # ovn-central runs on the control planes: name them by label and by the
+        # addresses their kubelets register (the management addresses).
+        "MASTER_NODES_LABEL": CONTROL_PLANE_LABEL,
+        "MASTER_NODES": ",".join(n["management_address"] for n in cps),
+        "networking": {"NET_STACK": "ipv4", "ENABLE_SSL": True, "NETWORK_TYPE": "geneve",
+                       "TUNNEL_TYPE": "geneve"},
+        # Cilium does service load balancing and network policy.
+        "func": {"ENABLE_LB": False, "ENABLE_NP": False},
+        "ipv4": {
+            "POD_CIDR": cluster["pod_cidr"],
+            "POD_GATEWAY": cluster["pod_gateway"],
+            "SVC_CIDR": cluster["service_cidr"],
+            "JOIN_CIDR": cluster["join_cidr"],
+        },
+        "cni_conf": {"CNI_CONFIG_PRIORITY": KUBE_OVN_CNI_PRIORITY},
+    }
+    if version:
+        values["global"] = {"images": {"kubeovn": {"tag": "v" + str(version).lstrip("v")}}}
+    if _talos(cluster):
+        # /etc is read-only on Talos and it has no loadable modules to manage.
+        values.update({"OPENVSWITCH_DIR": "/var/lib/openvswitch", "OVN_DIR": "/var/lib/ovn",
+                       "DISABLE_MODULES_MANAGEMENT": True})
+    return _with_overrides(cluster, "kube_ovn", values)
+
+
+# ----------------------------------------------------------------------------
+# Cilium, chained behind Kube-OVN (generic-veth)
+# ----------------------------------------------------------------------------
+def cilium_api_endpoint(cluster):
+    """(host, port) Cilium uses to reach the API without kube-proxy."""
+    if _talos(cluster):
+        return TALOS_KUBEPRISM
+    return cluster["api_vip"], cluster["api_port"]
+
+
+def cilium_cni_conflist():
+    """The chained CNI config: Kube-OVN plumbs and allocates, portmap, then Cilium attaches."""
+    return {
+        "name": "generic-veth",
+        "cniVersion": "0.3.1",
+        "plugins": [
+            {"type": "kube-ovn", "server_socket": KUBE_OVN_SOCKET,
+             "ipam": {"type": "kube-ovn", "server_socket": KUBE_OVN_SOCKET}},
+            {"type": "portmap", "snat": True, "capabilities": {"portMappings": True}},
+            {"type": "cilium-cni"},
+        ],
+    }
+
+
+def cilium_cni_configmap(cluster, namespace=None):
+    """The ConfigMap Cilium reads its custom CNI config from (``cni.configMap``)."""
+    return {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": _meta(CNI_CONFIGMAP, namespace or DEFAULT_NAMESPACES["cilium"],
+                          {"app.kubernetes.io/managed-by": "rackboot"}),
+        "data": {CNI_CONFIGMAP_KEY: json.dumps(cilium_cni_conflist(), indent=2, sort_keys=True) + "\n"},
+    }
+
+
+def cilium_values(cluster):
+    """Cilium values: kube-proxy replacement, policy and Hubble on top of Kube-OVN's datapath.
+
+    The image is the chart's own (pinned by digest), so the chart version pins it.
+    """
+    comp = _component(cluster, "cilium")
+    hubble = bool(comp.get("hubble", True))
+    hubble_ui = bool(comp.get("hubble_ui", False)) and hubble
+    host, port = cilium_api_endpoint(cluster)
+    values = {
+        "kubeProxyReplacement": True,
+        "k8sServiceHost": host,
+        "k8sServicePort": port,
+        "cni": {
+            "chainingMode": "generic-veth",
+            "chainingTarget": "kube-ovn",
+            "customConf": True,
+            "configMap": CNI_CONFIGMAP,
+            "configMapKey": CNI_CONFIGMAP_KEY,
+            # customConf already keeps Cilium from taking the CNI dir over; say it
+            # twice so Multus' config survives upgrades.
+            "exclusive": False,
+        },
+        # Kube-OVN routes pod traffic and owns masquerading.
+        "routingMode": "native",
+        "autoDirectNodeRoutes": False,
+        "bpf": {"masquerade": False},
+        "enableIPv4Masquerade": False,
+        "enableIPv6Masquerade": False,
+        "enableIdentityMark": False,
+        "devices": "ovn0 genev_sys_6081",
+        "forceDeviceDetection": True,
+        "daemon": {"enableSourceIPVerification": False},
+        "loadBalancer": {"algorithm": "maglev"},
+        "ipam": {"mode": "kubernetes"},
+        "operator": {"replicas": min(2, len(cluster["nodes"]))},
+        "hubble": {"enabled": hubble, "relay": {"enabled": hubble}, "ui": {"enabled": hubble_ui}},
+    }
+    if _talos(cluster):
+        # Talos mounts cgroup v2 itself; Cilium must not mount another.
+        values["cgroup"] = {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"}
+    return _with_overrides(cluster, "cilium", values)
+
+
+# ----------------------------------------------------------------------------
+# Multus (thick plugin) and NetworkAttachmentDefinitions
+# ----------------------------------------------------------------------------
+def nad_crd():
+    """The NetworkAttachmentDefinition CRD (k8snetworkplumbingwg multi-net-spec)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "network-attachment-definitions." + NAD_GROUP},
+        "spec": {
+            "group": NAD_GROUP, "scope": "Namespaced",
+            "names": {"plural": "network-attachment-definitions", "singular": "network-attachment-definition",
+                      "kind": "NetworkAttachmentDefinition", "shortNames": ["nad", "net-attach-def"]},
+            "versions": [{
+                "name": "v1", "served": True, "storage": True,
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "metadata": {"type": "object"},
+                        "spec": {"type": "object", "properties": {"config": {"type": "string"}}},
+                    },
+                }},
+            }],
+        },
+    }
+
+
+def multus_resources(cluster, namespace=None, version=None, image=MULTUS_IMAGE,
+                     memory_request="100Mi", memory_limit="1Gi", cpu_request="100m"):
+    """Multus thick: RBAC, daemon config (Cilium's chained conflist as master) and the DaemonSet."""
+    ns = namespace or DEFAULT_NAMESPACES["multus"]
+    tag = "v%s-thick" % str(version or "").lstrip("v") if version else "snapshot-thick"
+    ref = "%s:%s" % (image, tag)
+    labels = {"app": "multus", "name": "multus", "tier": "node"}
+    daemon_config = {
+        "chrootDir": "/hostroot",
+        "cniVersion": "0.3.1",
+        "logLevel": "verbose",
+        "logToStderr": True,
+        "cniConfigDir": "/host/etc/cni/net.d",
+        "multusAutoconfigDir": "/host/etc/cni/net.d",
+        "multusConfigFile": "auto",
+        "multusMasterCNI": CILIUM_CONFLIST,
+        "socketDir": "/host/run/multus/",
+    }
+    host_paths = [
+        ("cni", "/etc/cni/net.d", "/host/etc/cni/net.d", None),
+        ("cnibin", "/opt/cni/bin", "/opt/cni/bin", None),
+        ("host-run", "/run", "/host/run", None),
+        ("host-var-lib-cni-multus", "/var/lib/cni/multus", "/var/lib/cni/multus", None),
+        ("host-var-lib-kubelet", "/var/lib/kubelet", "/var/lib/kubelet", "HostToContainer"),
+        ("host-run-k8s-cni-cncf-io", "/run/k8s.cni.cncf.io", "/run/k8s.cni.cncf.io", None),
+        ("host-run-netns", "/run/netns/", "/run/netns", "HostToContainer"),
+        ("hostroot", "/", "/hostroot", "HostToContainer"),
+        ("multus-conf-dir", "/etc/cni/multus/net.d", "/etc/cni/multus/net.d", None),
+    ]
+    mounts = []
+    volumes = []
+    for name, host, mount, prop in host_paths:
+        m = {"name": name, "mountPath": mount}
+        if prop:
+            m["mountPropagation"] = prop
+        mounts.append(m)
+        volumes.append({"name": name, "hostPath": {"path": host}})
+    mounts.append({"name": "multus-daemon-config", "mountPath": "/etc/cni/net.d/multus.d", "readOnly": True})
+    volumes.append({"name": "multus-daemon-config", "configMap": {
+        "name": "multus-daemon-config", "items": [{"key": "daemon-config.json", "path": "daemon-config.json"}]}})
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns)},
+        nad_crd(),
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": _meta("multus"),
+         "rules": [
+             {"apiGroups": [NAD_GROUP], "resources": ["*"], "verbs": ["*"]},
+             {"apiGroups": [""], "resources": ["pods", "pods/status"], "verbs": ["get", "list", "update", "watch"]},
+             {"apiGroups": ["resource.k8s.io"], "resources": ["resourceclaims", "resourceclaims/status",
+                                                               "resourceslices"], "verbs": ["get", "list"]},
+             {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+         ]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": _meta("multus"),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "multus"},
+         "subjects": [{"kind": "ServiceAccount", "name": "multus", "namespace": ns}]},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta("multus", ns)},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("multus-daemon-config", ns, labels),
+         "data": {"daemon-config.json": json.dumps(daemon_config, indent=2, sort_keys=True) + "\n"}},
+        {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": _meta("kube-multus-ds", ns, labels),
+         "spec": {
+             "selector": {"matchLabels": {"name": "multus"}},
+             "updateStrategy": {"type": "RollingUpdate"},
+             "template": {
+                 "metadata": {"labels": labels},
+                 "spec": {
+                     "hostNetwork": True, "hostPID": True, "serviceAccountName": "multus",
+                     "priorityClassName": "system-node-critical",
+                     "tolerations": [{"operator": "Exists", "effect": "NoSchedule"},
+                                     {"operator": "Exists", "effect": "NoExecute"}],
+                     "containers": [{
+                         "name": "kube-multus", "image": ref,
+                         "command": ["/usr/src/multus-cni/bin/multus-daemon"],
+                         # Upstream's 50Mi gets the daemon OOM-killed under load.
+                         "resources": {"requests": {"cpu": cpu_request, "memory": memory_request},
+                                       "limits": {"memory": memory_limit}},
+                         "securityContext": {"privileged": True},
+                         "terminationMessagePolicy": "FallbackToLogsOnError",
+                         "volumeMounts": mounts,
+                         "env": [{"name": "MULTUS_NODE_NAME",
+                                  "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+                     }],
+                     "initContainers": [{
+                         "name": "install-multus-binary", "image": ref,
+                         "command": ["/usr/src/multus-cni/bin/install_multus", "-d", "/host/opt/cni/bin",
+                                     "-t", "thick"],
+                         "resources": {"requests": {"cpu": "10m", "memory": "15Mi"}},
+                         "securityContext": {"privileged": True},
+                         "terminationMessagePolicy": "FallbackToLogsOnError",
+                         "volumeMounts": [{"name": "cnibin", "mountPath": "/host/opt/cni/bin",
+                                           "mountPropagation": "Bidirectional"}],
+                     }],
+                     "terminationGracePeriodSeconds": 10,
+                     "volumes": volumes,
+                 },
+             },
+         }},
+    ]
+
+
+def _nad_ipam(ipam):
+    kind = ipam.get("type") or "none"
+    if kind == "none":
+        return {}
+    out = {"type": kind}
+    if kind in ("whereabouts", "host-local"):
+        if kind == "whereabouts":
+            out.update({"range": ipam["range"], "range_start": ipam["range_start"], "range_end": ipam["range_end"]})
+        else:
+            out["ranges"] = [[{"subnet": ipam["range"], "rangeStart": ipam["range_start"],
+                               "rangeEnd": ipam["range_end"]}]]
+        if ipam.get("gateway"):
+            out["gateway"] = ipam["gateway"]
+    return out
+
+
+def nad_config(attachment):
+    """The CNI config (a JSON string) of one attachment from ``rackboot_cluster.attachments``."""
+    conf = {"cniVersion": "0.3.1", "name": attachment["name"], "type": attachment["type"],
+            "mtu": attachment["mtu"]}
+    if attachment["type"] == "macvlan":
+        conf.update({"master": attachment["master"], "mode": "bridge"})
+    else:
+        conf.update({"bridge": attachment["master"], "isGateway": False, "ipMasq": False})
+    conf["ipam"] = _nad_ipam(attachment.get("ipam") or {})
+    return json.dumps(conf, sort_keys=True)
+
+
+def nad_resources(cluster):
+    """One NetworkAttachmentDefinition per ``attachments`` entry of the spec."""
+    out = []
+    for a in cluster.get("attachments") or []:
+        out.append({
+            "apiVersion": NAD_GROUP + "/v1", "kind": "NetworkAttachmentDefinition",
+            "metadata": _meta(a["name"], a["namespace"], {"rackboot.io/network": a["network"]}),
+            "spec": {"config": nad_config(a)},
+        })
+    return out
+
+
+# ----------------------------------------------------------------------------
+# MetalLB
+# ----------------------------------------------------------------------------
+def metallb_values(cluster):
+    """MetalLB chart values: speakers on every node, control planes included (the routers peer with all).
+
+    BGP and BFD go through the chart's default backend, frr-k8s; the older
+    ``speaker.frr`` mode is deprecated and mutually exclusive with it.
+    """
+    values = {"speaker": {"tolerateMaster": True}, "crds": {"enabled": True}}
+    return _with_overrides(cluster, "metallb", values)
+
+
+def _duration(seconds):
+    return "%ds" % seconds
+
+
+def metallb_bfd_profile_name(cluster):
+    return cluster["name"] + "-bfd"
+
+
+def metallb_resources(cluster, namespace=None, password_secret="rackboot-bgp-password", with_password=True):
+    """Pools, advertisements, BFD profile and one BGPPeer per router (the routers' side of the sessions)."""
+    ns = namespace or DEFAULT_NAMESPACES["metallb"]
+    lb = cluster.get("load_balancer") or {}
+    node_names = [n["name"] for n in cluster["nodes"]]
+    out = []
+    for pool in lb.get("pools") or []:
+        out.append({"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+                    "metadata": _meta(pool["name"], ns),
+                    "spec": {"addresses": list(pool["addresses"]), "autoAssign": bool(pool["auto_assign"])}})
+    for pool in lb.get("l2_pools") or []:
+        spec = {"ipAddressPools": [pool["name"]]}
+        # Only nodes on the pool's network can answer ARP for it.
+        if sorted(pool["announce_nodes"]) != sorted(node_names):
+            spec["nodeSelectors"] = [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In",
+                                                            "values": list(pool["announce_nodes"])}]}]
+        out.append({"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement",
+                    "metadata": _meta(pool["name"], ns), "spec": spec})
+    for pool in lb.get("bgp_pools") or []:
+        # /32 per service: the routers accept exactly these (prefix le 32 ge 32).
+        out.append({"apiVersion": "metallb.io/v1beta1", "kind": "BGPAdvertisement",
+                    "metadata": _meta(pool["name"], ns),
+                    "spec": {"ipAddressPools": [pool["name"]], "aggregationLength": 32}})
+    bgp = lb.get("bgp")
+    if bgp and cluster.get("routers"):
+        bfd = bgp.get("bfd")
+        if bfd:
+            out.append({"apiVersion": "metallb.io/v1beta1", "kind": "BFDProfile",
+                        "metadata": _meta(metallb_bfd_profile_name(cluster), ns),
+                        "spec": {"receiveInterval": bfd["interval_ms"], "transmitInterval": bfd["interval_ms"],
+                                 "detectMultiplier": bfd["multiplier"]}})
+        for router in cluster["routers"]:
+            spec = {"myASN": bgp["node_asn"], "peerASN": router["asn"], "peerAddress": router["address"],
+                    "holdTime": _duration(bgp["hold_time"]), "keepaliveTime": _duration(bgp["keepalive_time"])}
+            if bfd:
+                spec["bfdProfile"] = metallb_bfd_profile_name(cluster)
+            if with_password:
+                spec["passwordSecret"] = {"name": password_secret, "namespace": ns}
+            out.append({"apiVersion": "metallb.io/v1beta2", "kind": "BGPPeer",
+                        "metadata": _meta(router["name"], ns, {"rackboot.io/router-platform": router["platform"]}),
+                        "spec": spec})
+    return out
+
+
+def metallb_password_secret(password, namespace=None, name="rackboot-bgp-password"):
+    """The MD5 password Secret MetalLB's BGPPeers reference (type basic-auth, key ``password``).
+
+    ``password=None`` gives the render-mode placeholder: the Secret without
+    its data, so the password never lands in the artifacts folder.
+    """
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth",
+              "metadata": _meta(name, namespace or DEFAULT_NAMESPACES["metallb"])}
+    if password is None:
+        secret["metadata"]["annotations"] = {
+            "rackboot.io/not-rendered": "stringData.password comes from rackboot_bgp_password at install time"}
+        return secret
+    if not str(password):
+        raise NetworkStackError("rackboot_bgp_password is empty; MetalLB's BGP sessions need the routers' password")
+    secret["stringData"] = {"password": str(password)}
+    return secret
+
+
+# ----------------------------------------------------------------------------
+# cozy-proxy
+# ----------------------------------------------------------------------------
+def cozy_proxy_values(cluster, version=None, image=COZY_PROXY_IMAGE):
+    """cozy-proxy: hostNetwork DaemonSet doing 1:1 NAT for Services labelled for it."""
+    values = {"daemonset": {"hostNetwork": True}, "rbac": {"create": True}}
+    if version:
+        values["image"] = {"repository": image, "tag": "v" + str(version).lstrip("v")}
+    return _with_overrides(cluster, "cozy_proxy", values)
+
+
+# ----------------------------------------------------------------------------
+# Tenants
+# ----------------------------------------------------------------------------
+def tenant_policies(cluster):
+    """One default-deny CiliumNetworkPolicy per tenant: same namespace, DNS and the API server allowed."""
+    out = []
+    for tenant in cluster.get("tenants") or []:
+        out.append({
+            "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+            "metadata": _meta(TENANT_POLICY, tenant["name"], {"rackboot.io/tenant": tenant["name"]}),
+            "spec": {
+                "description": "rackboot: tenant %s is isolated; only its own pods, cluster DNS and the "
+                               "Kubernetes API are reachable" % tenant["name"],
+                # An empty selector is every pod of the policy's namespace.
+                "endpointSelector": {},
+                "enableDefaultDeny": {"ingress": True, "egress": True},
+                "ingress": [{"fromEndpoints": [{}]}],
+                "egress": [
+                    {"toEndpoints": [{}]},
+                    {"toEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "kube-system",
+                                                      "k8s:k8s-app": "kube-dns"}}],
+                     "toPorts": [{"ports": [{"port": "53", "protocol": "UDP"}, {"port": "53", "protocol": "TCP"}]}]},
+                    {"toEntities": ["kube-apiserver"]},
+                ],
+            },
+        })
+    return out
+
+
+def tenant_resources(cluster):
+    """Namespaces and isolation policies of every tenant, namespaces first."""
+    namespaces = [{"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": _meta(t["name"], labels={"rackboot.io/tenant": t["name"]})}
+                  for t in cluster.get("tenants") or []]
+    return namespaces + tenant_policies(cluster)

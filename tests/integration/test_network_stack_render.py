@@ -1,0 +1,444 @@
+# -*- coding: utf-8 -*-
+"""Render the network stack of both inventories with ansible-playbook and check what comes out.
+
+No Kubernetes runs here, so every resource is validated against its CRD's
+openAPIV3Schema (../shared/schemas/crds, the served version named by
+apiVersion), Cilium and MetalLB values against the charts' values schemas,
+Kube-OVN values against the chart's values file, and the semantics against
+the inventory's own spec. The install path runs in check mode against a
+cluster that is not there and must stop with a clear message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+SCHEMAS = SHARED / "schemas"
+PLAYBOOK = REPO / "playbooks" / "render" / "network_stack.yml"
+INSTALL = REPO / "playbooks" / "network_stack.yml"
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
+INVENTORIES = ("example", "lab")
+ROLES = ("kube_ovn", "cilium", "multus", "metallb", "cozy_proxy", "tenant_isolation")
+
+# Cilium chart keys the templates read although values.yaml only mentions them in
+# comments, so values.schema.json (generated from values.yaml) does not list them.
+# Cozystack's kubeovn-cilium values set all three; see docs/network-stack.md.
+CILIUM_TEMPLATE_ONLY_KEYS = {("devices",), ("enableIdentityMark",), ("loadBalancer", "algorithm")}
+# Kinds built into Kubernetes (no CRD to validate against).
+BUILTIN = {("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "ServiceAccount"),
+           ("apps/v1", "DaemonSet"), ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+           ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+           ("apiextensions.k8s.io/v1", "CustomResourceDefinition")}
+DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not SCHEMAS.is_dir(), reason="upstream schemas not found at %s" % SCHEMAS)]
+
+
+def _env():
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+               PY_COLORS="0", ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def _run(inventory_dir, playbook, *extra, vault=None):
+    vault = vault or "%s@%s" % (Path(inventory_dir).name, Path(inventory_dir) / "vault-password.txt")
+    cmd = [ANSIBLE_PLAYBOOK, "-i", str(inventory_dir), str(playbook), "--vault-id", vault] + list(extra)
+    return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+
+
+def _recap(out):
+    m = re.search(r"localhost\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", out)
+    assert m, out[-3000:]
+    return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m.groups())))
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+def _spec(inv):
+    path = REPO / "inventories" / inv / "cluster.yml"
+    return yaml.safe_load(path.read_text())
+
+
+def _docs(path):
+    return [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
+
+
+# --------------------------------------------------------------------------
+# CRD openAPIV3Schema -> JSON Schema
+# --------------------------------------------------------------------------
+def _to_jsonschema(node, structural=True):
+    """Kubernetes structural schema to JSON Schema; unknown fields are errors (the API server prunes
+    or, with strict field validation, rejects them: either way a typo would be lost). Inside
+    allOf/anyOf/oneOf/not the schema only validates values and prunes nothing."""
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key.startswith("x-kubernetes-") or key in ("nullable", "format"):
+            continue
+        if key in ("properties", "patternProperties"):
+            out[key] = {k: _to_jsonschema(v, structural) for k, v in value.items()}
+        elif key in ("items", "additionalProperties"):
+            out[key] = _to_jsonschema(value, structural)
+        elif key == "not":
+            out[key] = _to_jsonschema(value, False)
+        elif key in ("allOf", "anyOf", "oneOf"):
+            out[key] = [_to_jsonschema(v, False) for v in value]
+        else:
+            out[key] = value
+    if node.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out = {"anyOf": [{"type": "integer"}, {"type": "string"}], **{k: v for k, v in out.items() if k != "anyOf"}}
+    if node.get("nullable") and isinstance(out.get("type"), str):
+        out["type"] = [out["type"], "null"]
+    if structural and "properties" in node and "additionalProperties" not in node and \
+            not node.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    return out
+
+
+def _load_crds():
+    crds = {}
+    for path in sorted((SCHEMAS / "crds").rglob("*.yaml")):
+        for crd in yaml.safe_load_all(path.read_text()):
+            if not crd or crd.get("kind") != "CustomResourceDefinition":
+                continue
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+            for version in crd["spec"]["versions"]:
+                if version.get("served"):
+                    schema = _to_jsonschema(version["schema"]["openAPIV3Schema"])
+                    crds[("%s/%s" % (group, version["name"]), kind)] = (schema, crd["spec"]["scope"])
+    return crds
+
+
+CRDS = _load_crds() if SCHEMAS.is_dir() else {}
+
+
+def _validate_resource(doc, where):
+    key = (doc.get("apiVersion"), doc.get("kind"))
+    name = doc.get("metadata", {}).get("name", "")
+    assert DNS1123.match(name), "%s: metadata.name %r is not a DNS-1123 name" % (where, name)
+    if key in BUILTIN:
+        return "builtin"
+    assert key in CRDS, "%s: no served CRD version for %s %s in %s" % (where, key[1], key[0], SCHEMAS / "crds")
+    schema, scope = CRDS[key]
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(doc), key=lambda e: list(e.path))
+    assert not errors, "%s: %s %s invalid: %s" % (where, key[1], name, "; ".join(
+        "%s: %s" % ("/".join(map(str, e.path)), e.message) for e in errors))
+    if scope == "Namespaced":
+        assert doc["metadata"].get("namespace"), "%s: %s %s needs a namespace" % (where, key[1], name)
+    return "crd"
+
+
+# --------------------------------------------------------------------------
+# Fixtures: render once per inventory
+# --------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=INVENTORIES)
+def rendered(request, tmp_path_factory):
+    inv = request.param
+    out = tmp_path_factory.mktemp("ns-" + inv) / "artifacts"
+    first = _run(REPO / "inventories" / inv, PLAYBOOK, "-e", "rackboot_artifacts_dir=%s" % out)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    tree = _tree(out)
+    second = _run(REPO / "inventories" / inv, PLAYBOOK, "-e", "rackboot_artifacts_dir=%s" % out)
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
+    spec = _spec(inv)
+    return {"inv": inv, "dir": out, "tree": tree, "first": first, "second": second, "spec": spec,
+            "model": build(spec, inv)}
+
+
+EXPECTED_FILES = {
+    "kube-ovn/values.yaml", "kube-ovn/chart.yaml", "cilium/values.yaml", "cilium/chart.yaml",
+    "cilium/cni-configuration.yaml", "multus/multus.yaml", "multus/network-attachment-definitions.yaml",
+    "metallb/values.yaml", "metallb/chart.yaml", "metallb/resources.yaml", "metallb/bgp-password-secret.yaml",
+    "cozy-proxy/values.yaml", "cozy-proxy/chart.yaml", "tenants/tenants.yaml",
+}
+RESOURCE_FILES = ("cilium/cni-configuration.yaml", "multus/multus.yaml", "multus/network-attachment-definitions.yaml",
+                  "metallb/resources.yaml", "metallb/bgp-password-secret.yaml", "tenants/tenants.yaml")
+
+
+def test_render_writes_the_complete_stack(rendered):
+    assert set(rendered["tree"]) == EXPECTED_FILES
+    assert _recap(rendered["first"].stdout)["failed"] == 0
+    assert "Traceback" not in rendered["first"].stdout + rendered["first"].stderr
+
+
+def test_rerender_is_idempotent_and_byte_identical(rendered):
+    assert _recap(rendered["second"].stdout)["changed"] == 0
+    assert _tree(rendered["dir"]) == rendered["tree"]
+
+
+def test_every_resource_validates(rendered):
+    seen = {"crd": 0, "builtin": 0}
+    for rel in RESOURCE_FILES:
+        for i, doc in enumerate(_docs(rendered["dir"] / rel)):
+            seen[_validate_resource(doc, "%s[%d]" % (rel, i))] += 1
+    assert seen["crd"] > 0 and seen["builtin"] > 0
+
+
+def _schema_paths(schema, path=()):
+    """Every key path the values schema describes."""
+    props = schema.get("properties") or {}
+    for key, sub in props.items():
+        yield path + (key,)
+        yield from _schema_paths(sub, path + (key,))
+    for part in ("allOf", "anyOf", "oneOf"):
+        for sub in schema.get(part) or []:
+            yield from _schema_paths(sub, path)
+
+
+def _leaf_paths(d, prefix=()):
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            yield from _leaf_paths(v, prefix + (k,))
+        else:
+            yield prefix + (k,)
+
+
+def _optional(schema):
+    """The schema without ``required``: Helm validates our values merged over the chart's own
+    defaults (which supply the required keys), and the defaults file is not in ../shared."""
+    if isinstance(schema, dict):
+        return {k: _optional(v) for k, v in schema.items() if k != "required"}
+    if isinstance(schema, list):
+        return [_optional(v) for v in schema]
+    return schema
+
+
+def test_cilium_values_validate_against_the_chart_schema(rendered):
+    values = yaml.safe_load((rendered["dir"] / "cilium/values.yaml").read_text())
+    schema = json.loads((SCHEMAS / "charts/cilium-1.19.4-values.schema.json").read_text())
+    jsonschema.validate(values, _optional(schema), cls=jsonschema.Draft7Validator)
+    known = set(_schema_paths(schema))
+    unknown = {p for p in _leaf_paths(values) if p not in known} - CILIUM_TEMPLATE_ONLY_KEYS
+    assert not unknown, "Cilium keys not in the 1.19.4 values schema: %s" % sorted(".".join(p) for p in unknown)
+
+
+def test_metallb_values_validate_against_the_chart_schema(rendered):
+    values = yaml.safe_load((rendered["dir"] / "metallb/values.yaml").read_text())
+    schema = json.loads((SCHEMAS / "charts/metallb-0.16.1-values.schema.json").read_text())
+    jsonschema.validate(values, _optional(schema), cls=jsonschema.Draft7Validator)
+    known = set(_schema_paths(schema))
+    assert {p for p in _leaf_paths(values)} <= known
+
+
+def test_every_kube_ovn_value_key_exists_upstream(rendered):
+    values = yaml.safe_load((rendered["dir"] / "kube-ovn/values.yaml").read_text())
+    upstream = yaml.safe_load((SCHEMAS / "charts/kube-ovn-v1.16.2-values.yaml").read_text())
+    for path in _leaf_paths(values):
+        node = upstream
+        for part in path:
+            assert isinstance(node, dict) and part in node, "kube-ovn key %s is not in the chart" % ".".join(path)
+            node = node[part]
+        assert type(values_at(values, path)) is type(node) or node is None, \
+            "kube-ovn %s: %r has another type than upstream's %r" % (".".join(path), values_at(values, path), node)
+
+
+def values_at(d, path):
+    for part in path:
+        d = d[part]
+    return d
+
+
+def test_semantics_follow_the_spec(rendered):
+    spec, out = rendered["spec"], rendered["dir"]
+    c = spec["cluster"]
+    kovn = yaml.safe_load((out / "kube-ovn/values.yaml").read_text())
+    assert kovn["ipv4"]["POD_CIDR"] == c.get("pod_cidr", "10.244.0.0/16")
+    assert kovn["ipv4"]["SVC_CIDR"] == c.get("service_cidr", "10.96.0.0/16")
+    assert kovn["ipv4"]["JOIN_CIDR"] == c.get("join_cidr", "100.64.0.0/16")
+    assert kovn["func"] == {"ENABLE_LB": False, "ENABLE_NP": False}
+
+    cil = yaml.safe_load((out / "cilium/values.yaml").read_text())
+    assert cil["kubeProxyReplacement"] is True and cil["cni"]["chainingMode"] == "generic-veth"
+    if c["distribution"] == "talos":
+        assert (cil["k8sServiceHost"], cil["k8sServicePort"]) == ("localhost", 7445)
+    else:
+        assert (cil["k8sServiceHost"], cil["k8sServicePort"]) == (c["api_vip"], c.get("api_port", 6443))
+    (cm,) = _docs(out / "cilium/cni-configuration.yaml")
+    chart = yaml.safe_load((out / "cilium/chart.yaml").read_text())
+    assert cm["metadata"]["name"] == cil["cni"]["configMap"]
+    assert cm["metadata"]["namespace"] == chart["release_namespace"]   # Cilium reads it from its own namespace
+
+    resources = _docs(out / "metallb/resources.yaml")
+    peers = [d for d in resources if d["kind"] == "BGPPeer"]
+    assert sorted((p["spec"]["peerAddress"], p["spec"]["peerASN"], p["spec"]["myASN"]) for p in peers) == \
+        sorted((r["address"], r["asn"], spec["load_balancer"]["bgp"]["node_asn"]) for r in spec["routers"])
+    pools = {d["metadata"]["name"]: d["spec"]["addresses"] for d in resources if d["kind"] == "IPAddressPool"}
+    assert pools == {p["name"]: [p.get("cidr") or p["range"]] for p in spec["load_balancer"]["pools"]}
+
+    tenants = _docs(out / "tenants/tenants.yaml")
+    policies = [d for d in tenants if d["kind"] == "CiliumNetworkPolicy"]
+    assert sorted(p["metadata"]["namespace"] for p in policies) == sorted(t["name"] for t in spec["tenants"])
+    assert all(p["spec"]["enableDefaultDeny"] == {"ingress": True, "egress": True} for p in policies)
+
+
+def test_password_is_never_rendered(rendered):
+    out = rendered["dir"]
+    (secret,) = _docs(out / "metallb/bgp-password-secret.yaml")
+    assert secret["type"] == "kubernetes.io/basic-auth" and "data" not in secret and "stringData" not in secret
+    # The decrypted vault value appears nowhere under the artifacts folder.
+    password = _vault_password(rendered["inv"])
+    assert len(password) >= 8
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert password not in path.read_text(), path
+
+
+def _vault_password(inv):
+    from ansible.parsing.vault import VaultLib, VaultSecret
+    secret = (REPO / "inventories" / inv / "vault-password.txt").read_bytes().strip()
+    text = (REPO / "inventories" / inv / "group_vars/all/vault.yml").read_text()
+    block = text.split("!vault |", 1)[1]
+    lines = [ln.strip() for ln in block.splitlines() if ln.strip()]
+    vault = VaultLib([(inv, VaultSecret(secret))])
+    return vault.decrypt("\n".join(lines)).decode()
+
+
+# --------------------------------------------------------------------------
+# Attachments through the inventory plugin (a copy of the example inventory)
+# --------------------------------------------------------------------------
+def test_attachments_render_as_valid_network_attachment_definitions(tmp_path):
+    inv = tmp_path / "example"
+    shutil.copytree(REPO / "inventories" / "example", inv, ignore=shutil.ignore_patterns("artifacts", "secrets"))
+    spec = _spec("example")
+    spec["attachments"] = [
+        {"name": "storage", "namespace": "tenant-a", "type": "bridge", "network": "storage",
+         "ipam": {"type": "whereabouts", "range": "10.200.0.0/24", "range_start": "10.200.0.100",
+                  "range_end": "10.200.0.199"}},
+        {"name": "backup", "type": "macvlan", "network": "backup"},
+    ]
+    (inv / "cluster.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    out = tmp_path / "artifacts"
+    # Only Multus' render tasks: the rest of the stack is covered by the fixtures above.
+    play = tmp_path / "multus.yml"
+    play.write_text(yaml.safe_dump([{"name": "t", "hosts": "localhost", "connection": "local", "gather_facts": False,
+                                     "tasks": [{"name": "Render Multus", "ansible.builtin.include_role": {
+                                         "name": "multus", "tasks_from": "render.yml"}}]}]))
+    got = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inv), str(play), "-e", "rackboot_artifacts_dir=%s" % out,
+                          "--vault-id", "example@%s" % (inv / "vault-password.txt")],
+                         cwd=REPO, env=dict(_env(), ANSIBLE_ROLES_PATH=str(REPO / "roles")), capture_output=True,
+                         text=True, timeout=300)
+    assert got.returncode == 0, got.stdout[-4000:]
+    nads = _docs(out / "multus/network-attachment-definitions.yaml")
+    model = build(spec, "example")
+    assert [(n["metadata"]["namespace"], n["metadata"]["name"]) for n in nads] == [
+        (a.get("namespace", "default"), a["name"]) for a in spec["attachments"]]
+    for i, nad in enumerate(nads):
+        assert _validate_resource(nad, "nad[%d]" % i) == "crd"
+        conf = json.loads(nad["spec"]["config"])
+        att = spec["attachments"][i]
+        links = {n["network"]["networks"][att["network"]] for n in model.nodes.values()
+                 if att["network"] in n["network"]["networks"]}
+        assert conf[{"bridge": "bridge", "macvlan": "master"}[att["type"]]] in links
+        assert conf["type"] == att["type"]
+
+
+def test_bad_attachment_stops_before_anything_runs(tmp_path):
+    inv = tmp_path / "example"
+    shutil.copytree(REPO / "inventories" / "example", inv, ignore=shutil.ignore_patterns("artifacts", "secrets"))
+    spec = _spec("example")
+    spec["attachments"] = [{"name": "p", "type": "bridge", "network": "peering"}]
+    (inv / "cluster.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    got = _run(inv, PLAYBOOK, "-e", "rackboot_artifacts_dir=%s" % (tmp_path / "a"),
+               vault="example@%s" % (inv / "vault-password.txt"))
+    text = got.stdout + got.stderr
+    assert got.returncode != 0
+    assert "attachments[0].type: type bridge needs a bridge on network peering" in text
+    assert "Traceback" not in text
+    assert not (tmp_path / "a").exists()
+
+
+# --------------------------------------------------------------------------
+# Install path without a cluster
+# --------------------------------------------------------------------------
+def _closed_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _kubeconfig(tmp_path):
+    """A kubeconfig whose API server is a closed loopback port."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "t", "cluster": {"server": "https://127.0.0.1:%d" % _closed_port(),
+                                               "insecure-skip-tls-verify": True}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}],
+        "users": [{"name": "t", "user": {"token": "x"}}],
+    }))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["missing", "unreachable"])
+def test_install_in_check_mode_without_a_cluster_fails_cleanly(tmp_path, kind):
+    kubeconfig = tmp_path / "nope" if kind == "missing" else _kubeconfig(tmp_path)
+    got = _run(REPO / "inventories" / "lab", INSTALL, "--check", "-e", "rackboot_kubeconfig=%s" % kubeconfig,
+               "-e", "rackboot_artifacts_dir=%s" % (tmp_path / "a"))
+    text = got.stdout + got.stderr
+    assert got.returncode == 2, text[-3000:]
+    assert "Traceback" not in text
+    # The first role in the install order stops the run; nothing after it ran.
+    assert "Cilium: the Kubernetes API of cluster lab is not reachable with kubeconfig %s" % kubeconfig in text
+    assert "Bootstrap the cluster first" in text
+    assert _recap(got.stdout)["changed"] == 0
+    assert "Install the chart" not in text
+
+
+def test_each_role_checks_the_cluster_first(tmp_path):
+    """Every role used on its own stops at its preflight (one playbook, a rescue per role)."""
+    tasks = []
+    for role in ROLES:
+        tasks.append({"name": "Try " + role, "block": [
+            {"name": "Run " + role, "ansible.builtin.include_role": {"name": role}},
+            {"name": "Not reached", "ansible.builtin.set_fact": {"reached": "{{ reached | default([]) + ['%s'] }}" % role}},
+        ], "rescue": [
+            {"name": "Record", "ansible.builtin.set_fact": {
+                "msgs": "{{ msgs | default({}) | combine({'%s': ansible_failed_result.msg}) }}" % role}},
+        ]})
+    tasks.append({"name": "Report", "ansible.builtin.debug": {
+        "msg": "RESULT {{ {'msgs': msgs | default({}), 'reached': reached | default([])} | to_json }} END"}})
+    play = tmp_path / "play.yml"
+    play.write_text(yaml.safe_dump([{"name": "t", "hosts": "localhost", "connection": "local", "gather_facts": False,
+                                     "tasks": tasks}], sort_keys=False))
+    missing = tmp_path / "missing"
+    got = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(REPO / "inventories" / "lab"), str(play), "--check",
+                          "--vault-id", "lab@%s" % (REPO / "inventories/lab/vault-password.txt"),
+                          "-e", "rackboot_kubeconfig=%s" % missing, "-e", "rackboot_artifacts_dir=%s" % tmp_path],
+                         cwd=REPO, env=dict(_env(), ANSIBLE_ROLES_PATH=str(REPO / "roles")), capture_output=True,
+                         text=True, timeout=300)
+    text = got.stdout + got.stderr
+    assert "Traceback" not in text
+    m = re.search(r"RESULT (\{.*\}) END", text)
+    assert m, text[-3000:]
+    result = json.loads(m.group(1).replace("\\\"", "\""))
+    assert result["reached"] == []
+    assert sorted(result["msgs"]) == sorted(ROLES)
+    for role, msg in result["msgs"].items():
+        assert "the Kubernetes API of cluster lab is not reachable with kubeconfig %s" % missing in msg, (role, msg)
+        assert "%s_kubeconfig" % role in msg

@@ -1,0 +1,358 @@
+# -*- coding: utf-8 -*-
+"""Builders of the network stack (plugins/module_utils/network_stack.py) against the two inventories.
+
+Expectations come from the spec and the model, never from the builders'
+output. Schema validation of the rendered files is in
+tests/integration/test_network_stack_render.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.rackboot.metal.plugins.module_utils import network_stack as ns
+from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+INVENTORIES = ("example", "lab")
+
+
+def _spec(inv):
+    return yaml.safe_load((REPO / "inventories" / inv / "cluster.yml").read_text())
+
+
+def _model(spec):
+    return build(spec, "cluster.yml")
+
+
+@pytest.fixture(params=INVENTORIES)
+def inv(request):
+    spec = _spec(request.param)
+    return spec, _model(spec).cluster
+
+
+# --------------------------------------------------------------------------
+# Kube-OVN
+# --------------------------------------------------------------------------
+def test_kube_ovn_cidrs_come_from_the_spec(inv):
+    spec, cluster = inv
+    v = ns.kube_ovn_values(cluster)["ipv4"]
+    defaults = {"pod_cidr": "10.244.0.0/16", "service_cidr": "10.96.0.0/16", "join_cidr": "100.64.0.0/16"}
+    want = {k: spec["cluster"].get(k, d) for k, d in defaults.items()}
+    assert (v["POD_CIDR"], v["SVC_CIDR"], v["JOIN_CIDR"]) == (want["pod_cidr"], want["service_cidr"], want["join_cidr"])
+    # The gateway is the first address of the pod CIDR.
+    base, plen = want["pod_cidr"].split("/")
+    octets = base.split(".")
+    assert v["POD_GATEWAY"] == ".".join(octets[:3] + [str(int(octets[3]) + 1)])
+
+
+def test_kube_ovn_leaves_lb_and_policy_to_cilium_and_sorts_after_it(inv):
+    _, cluster = inv
+    v = ns.kube_ovn_values(cluster)
+    assert v["func"]["ENABLE_LB"] is False and v["func"]["ENABLE_NP"] is False
+    # The kubelet and Multus take the first conflist in lexical order: Cilium's must win.
+    assert sorted([ns.CILIUM_CONFLIST, "%s-kube-ovn.conflist" % v["cni_conf"]["CNI_CONFIG_PRIORITY"]])[0] == \
+        ns.CILIUM_CONFLIST
+    assert v["MASTER_NODES_LABEL"] == "node-role.kubernetes.io/control-plane"
+
+
+def test_kube_ovn_master_nodes_are_the_control_planes(inv):
+    spec, cluster = inv
+    cps = [n["addresses"][cluster["management_network"]] for n in spec["nodes"] if n["role"] == "controlplane"]
+    assert ns.kube_ovn_values(cluster)["MASTER_NODES"].split(",") == cps
+
+
+def test_kube_ovn_talos_paths_only_on_talos(inv):
+    spec, cluster = inv
+    v = ns.kube_ovn_values(cluster)
+    if spec["cluster"]["distribution"] == "talos":
+        assert v["OPENVSWITCH_DIR"].startswith("/var/lib/") and v["OVN_DIR"].startswith("/var/lib/")
+        assert v["DISABLE_MODULES_MANAGEMENT"] is True
+    else:
+        assert not {"OPENVSWITCH_DIR", "OVN_DIR", "DISABLE_MODULES_MANAGEMENT"} & set(v)
+
+
+def _leaf_paths(d, prefix=()):
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            yield from _leaf_paths(v, prefix + (k,))
+        else:
+            yield prefix + (k,)
+
+
+def test_every_kube_ovn_key_exists_in_the_upstream_values_file(inv):
+    _, cluster = inv
+    upstream = yaml.safe_load((SHARED / "schemas/charts/kube-ovn-v1.16.2-values.yaml").read_text())
+    for path in _leaf_paths(ns.kube_ovn_values(cluster, version="1.16.2")):
+        node = upstream
+        for part in path:
+            assert isinstance(node, dict) and part in node, "%s is not a key of the Kube-OVN chart" % ".".join(path)
+            node = node[part]
+
+
+# --------------------------------------------------------------------------
+# Cilium
+# --------------------------------------------------------------------------
+def test_cilium_api_endpoint(inv):
+    spec, cluster = inv
+    v = ns.cilium_values(cluster)
+    if spec["cluster"]["distribution"] == "talos":
+        assert (v["k8sServiceHost"], v["k8sServicePort"]) == ("localhost", 7445)   # KubePrism
+        assert v["cgroup"] == {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"}
+    else:
+        assert (v["k8sServiceHost"], v["k8sServicePort"]) == (spec["cluster"]["api_vip"],
+                                                              spec["cluster"].get("api_port", 6443))
+        assert "cgroup" not in v
+
+
+def test_cilium_is_chained_behind_kube_ovn_without_kube_proxy(inv):
+    _, cluster = inv
+    v = ns.cilium_values(cluster)
+    assert v["kubeProxyReplacement"] is True
+    assert v["cni"]["chainingMode"] == "generic-veth" and v["cni"]["chainingTarget"] == "kube-ovn"
+    assert v["cni"]["customConf"] is True and v["cni"]["exclusive"] is False
+    assert v["routingMode"] == "native"
+    assert v["bpf"]["masquerade"] is False and v["enableIPv4Masquerade"] is False
+    cm = ns.cilium_cni_configmap(cluster, "ns1")
+    assert cm["metadata"] == {"name": v["cni"]["configMap"], "namespace": "ns1",
+                              "labels": {"app.kubernetes.io/managed-by": "rackboot"}}
+    conf = json.loads(cm["data"][v["cni"]["configMapKey"]])
+    assert [p["type"] for p in conf["plugins"]] == ["kube-ovn", "portmap", "cilium-cni"]
+    assert conf["plugins"][1]["snat"] is True
+
+
+def test_cilium_hubble_follows_the_spec(inv):
+    spec, cluster = inv
+    comp = (spec.get("components") or {}).get("cilium") or {}
+    h = ns.cilium_values(cluster)["hubble"]
+    hubble = comp.get("hubble", True)
+    assert h["enabled"] is hubble and h["relay"]["enabled"] is hubble
+    assert h["ui"]["enabled"] is (hubble and comp.get("hubble_ui", False))
+
+
+def test_component_values_are_merged_last():
+    spec = _spec("lab")
+    spec["components"] = {"cilium": {"values": {"hubble": {"relay": {"enabled": False}}, "k8sServicePort": 8443}},
+                          "kube_ovn": {"values": {"ipv4": {"PINGER_EXTERNAL_ADDRESS": "192.0.2.1"}}}}
+    cluster = _model(spec).cluster
+    v = ns.cilium_values(cluster)
+    assert v["k8sServicePort"] == 8443 and v["hubble"]["relay"]["enabled"] is False
+    assert v["hubble"]["enabled"] is True                 # siblings are kept
+    k = ns.kube_ovn_values(cluster)["ipv4"]
+    assert k["PINGER_EXTERNAL_ADDRESS"] == "192.0.2.1" and k["POD_CIDR"] == cluster["pod_cidr"]
+
+
+def test_deep_merge_does_not_touch_its_inputs():
+    base = {"a": {"b": 1, "c": [1]}}
+    over = {"a": {"b": 2}}
+    snapshot = copy.deepcopy((base, over))
+    assert ns.deep_merge(base, over) == {"a": {"b": 2, "c": [1]}}
+    assert (base, over) == snapshot
+
+
+# --------------------------------------------------------------------------
+# Chart sources
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("override,want", [
+    ({}, {"chart_ref": "cilium", "chart_repo_url": "https://helm.cilium.io/", "chart_version": "1.19.4"}),
+    ({"version": "v1.19.6"}, {"chart_ref": "cilium", "chart_repo_url": "https://helm.cilium.io/",
+                              "chart_version": "1.19.6"}),
+    ({"chart": "https://mirror.example/cilium"}, {"chart_ref": "cilium", "chart_repo_url": "https://mirror.example/cilium",
+                                                  "chart_version": "1.19.4"}),
+    ({"chart": "oci://registry.example/charts/cilium"}, {"chart_ref": "oci://registry.example/charts/cilium",
+                                                        "chart_repo_url": None, "chart_version": "1.19.4"}),
+    ({"chart": "/srv/charts/cilium"}, {"chart_ref": "/srv/charts/cilium", "chart_repo_url": None,
+                                       "chart_version": None}),
+])
+def test_chart_source(override, want):
+    cluster = {"components": {"cilium": override}}
+    assert ns.chart_source(cluster, "cilium", "cilium", "https://helm.cilium.io/", "1.19.4") == want
+
+
+# --------------------------------------------------------------------------
+# Multus
+# --------------------------------------------------------------------------
+def test_multus_uses_ciliums_conflist_as_master_and_enough_memory(inv):
+    _, cluster = inv
+    docs = ns.multus_resources(cluster, "cozy-multus", "4.3.0")
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")
+    conf = json.loads(cm["data"]["daemon-config.json"])
+    assert conf["multusMasterCNI"] == ns.CILIUM_CONFLIST and conf["multusConfigFile"] == "auto"
+    ds = next(d for d in docs if d["kind"] == "DaemonSet")
+    (c,) = ds["spec"]["template"]["spec"]["containers"]
+    assert c["image"].endswith(":v4.3.0-thick")
+    limit = c["resources"]["limits"]["memory"]
+    assert limit.endswith(("Mi", "Gi")) and int(limit[:-2]) * (1024 if limit.endswith("Gi") else 1) > 50
+    assert {d["kind"] for d in docs} >= {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
+                                         "ServiceAccount", "ConfigMap", "DaemonSet"}
+    sa = next(d for d in docs if d["kind"] == "ServiceAccount")
+    crb = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
+    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "cozy-multus"}]
+
+
+def test_nad_crd_matches_upstream():
+    upstream = yaml.safe_load((SHARED / "schemas/crds/multus/"
+                               "network-attachment-definitions.k8s.cni.cncf.io.from-multus-v4.3.0.yaml").read_text())
+    ours = ns.nad_crd()
+    assert ours["metadata"]["name"] == upstream["metadata"]["name"]
+    for key in ("group", "scope", "names"):
+        assert ours["spec"][key] == upstream["spec"][key]
+    (uv,), (ov,) = upstream["spec"]["versions"], ours["spec"]["versions"]
+    assert (ov["name"], ov["served"], ov["storage"]) == (uv["name"], uv["served"], uv["storage"])
+    up = uv["schema"]["openAPIV3Schema"]["properties"]
+    mine = ov["schema"]["openAPIV3Schema"]["properties"]
+    assert set(mine) == set(up)
+    assert mine["spec"]["properties"]["config"]["type"] == up["spec"]["properties"]["config"]["type"] == "string"
+
+
+def test_nad_config_uses_the_resolved_link():
+    spec = _spec("example")
+    spec["attachments"] = [
+        {"name": "store", "namespace": "tenant-a", "type": "bridge", "network": "storage",
+         "ipam": {"type": "whereabouts", "range": "10.200.0.128/25"}},
+        {"name": "backup", "type": "macvlan", "network": "backup", "ipam": {"type": "host-local",
+                                                                          "range": "10.30.0.128/26"}},
+    ]
+    model = _model(spec)
+    nads = ns.nad_resources(model.cluster)
+    assert [(n["metadata"]["namespace"], n["metadata"]["name"]) for n in nads] == [("tenant-a", "store"),
+                                                                                   ("default", "backup")]
+    store, backup = (json.loads(n["spec"]["config"]) for n in nads)
+    node = model.nodes["cp1"]["network"]["networks"]
+    assert store["type"] == "bridge" and store["bridge"] == node["storage"]
+    assert store["ipam"]["type"] == "whereabouts" and store["ipam"]["range"] == "10.200.0.128/25"
+    w1 = model.nodes["w1"]["network"]["networks"]
+    assert backup["type"] == "macvlan" and backup["master"] == w1["backup"]
+    assert backup["ipam"]["ranges"][0][0]["subnet"] == "10.30.0.128/26"
+    mtus = {n["name"]: n["mtu"] for n in model.cluster["networks"]}
+    assert (store["mtu"], backup["mtu"]) == (mtus["storage"], mtus["backup"])
+
+
+# --------------------------------------------------------------------------
+# MetalLB
+# --------------------------------------------------------------------------
+def _kinds(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_metallb_peers_are_the_spec_routers(inv):
+    spec, cluster = inv
+    docs = ns.metallb_resources(cluster, "mlb", "pw")
+    bgp = spec["load_balancer"]["bgp"]
+    peers = _kinds(docs, "BGPPeer")
+    want = [(r["name"], r["asn"], r["address"]) for r in spec["routers"]]
+    assert [(p["metadata"]["name"], p["spec"]["peerASN"], p["spec"]["peerAddress"]) for p in peers] == want
+    for p in peers:
+        assert p["apiVersion"] == "metallb.io/v1beta2"
+        assert p["spec"]["myASN"] == bgp["node_asn"]
+        assert p["spec"]["holdTime"] == "%ds" % bgp.get("hold_time", 9)
+        assert p["spec"]["keepaliveTime"] == "%ds" % bgp.get("keepalive_time", 3)
+        assert p["spec"]["passwordSecret"] == {"name": "pw", "namespace": "mlb"}
+    bfd = bgp.get("bfd", {"interval_ms": 100, "multiplier": 3})
+    (prof,) = _kinds(docs, "BFDProfile")
+    assert all(p["spec"]["bfdProfile"] == prof["metadata"]["name"] for p in peers)
+    assert prof["spec"] == {"receiveInterval": bfd["interval_ms"], "transmitInterval": bfd["interval_ms"],
+                            "detectMultiplier": bfd["multiplier"]}
+
+
+def test_metallb_pools_are_the_spec_pools(inv):
+    spec, cluster = inv
+    docs = ns.metallb_resources(cluster)
+    pools = {p["metadata"]["name"]: p["spec"] for p in _kinds(docs, "IPAddressPool")}
+    want = {p["name"]: [p.get("cidr") or p["range"]] for p in spec["load_balancer"]["pools"]}
+    assert {k: v["addresses"] for k, v in pools.items()} == want
+    l2 = {a["metadata"]["name"]: a["spec"]["ipAddressPools"] for a in _kinds(docs, "L2Advertisement")}
+    bgp = {a["metadata"]["name"]: a["spec"] for a in _kinds(docs, "BGPAdvertisement")}
+    by_mode = {m: sorted(p["name"] for p in spec["load_balancer"]["pools"] if p["mode"] == m) for m in ("l2", "bgp")}
+    assert sorted(l2) == by_mode["l2"] and all(v == [k] for k, v in l2.items())
+    assert sorted(bgp) == by_mode["bgp"]
+    assert all(v["ipAddressPools"] == [k] and v["aggregationLength"] == 32 for k, v in bgp.items())
+
+
+def test_metallb_l2_pool_is_announced_only_from_nodes_on_its_network():
+    spec = _spec("lab")
+    spec["networks"].append({"name": "edge", "vlan": 500, "cidr": "10.77.50.0/24"})
+    spec["nodes"][1]["addresses"]["edge"] = "10.77.50.12"
+    spec["load_balancer"]["pools"].append({"name": "edge", "range": "10.77.50.100-10.77.50.110", "mode": "l2"})
+    docs = ns.metallb_resources(_model(spec).cluster)
+    adv = next(a for a in _kinds(docs, "L2Advertisement") if a["metadata"]["name"] == "edge")
+    (sel,) = adv["spec"]["nodeSelectors"]
+    assert sel["matchExpressions"] == [{"key": "kubernetes.io/hostname", "operator": "In",
+                                        "values": [spec["nodes"][1]["name"]]}]
+    lan = next(a for a in _kinds(docs, "L2Advertisement") if a["metadata"]["name"] == "lan")
+    assert "nodeSelectors" not in lan["spec"]                 # every node is on mgmt
+
+
+def test_metallb_without_bgp_has_no_peers():
+    spec = _spec("lab")
+    spec["routers"] = []
+    spec["load_balancer"] = {"pools": [p for p in spec["load_balancer"]["pools"] if p["mode"] == "l2"]}
+    docs = ns.metallb_resources(_model(spec).cluster)
+    assert not _kinds(docs, "BGPPeer") and not _kinds(docs, "BFDProfile") and not _kinds(docs, "BGPAdvertisement")
+    assert [d["metadata"]["name"] for d in _kinds(docs, "IPAddressPool")] == ["lan"]
+
+
+def test_metallb_without_bfd_has_no_profile():
+    spec = _spec("lab")
+    spec["load_balancer"]["bgp"]["bfd"] = None
+    docs = ns.metallb_resources(_model(spec).cluster)
+    assert not _kinds(docs, "BFDProfile")
+    assert all("bfdProfile" not in p["spec"] for p in _kinds(docs, "BGPPeer"))
+
+
+def test_metallb_keeps_the_frr_k8s_backend(inv):
+    _, cluster = inv
+    v = ns.metallb_values(cluster)
+    # speaker.frr (deprecated FRR mode) and frrk8s (the 0.16 default) exclude each other.
+    assert not (v.get("speaker") or {}).get("frr", {}).get("enabled")
+    assert (v.get("frrk8s") or {}).get("enabled", True) is True
+    assert v["speaker"]["tolerateMaster"] is True
+
+
+def test_password_secret():
+    s = ns.metallb_password_secret("s3cret", "mlb", "pw")
+    assert (s["type"], s["metadata"]["name"], s["metadata"]["namespace"]) == ("kubernetes.io/basic-auth", "pw", "mlb")
+    assert s["stringData"] == {"password": "s3cret"}
+    placeholder = ns.metallb_password_secret(None, "mlb", "pw")
+    assert "stringData" not in placeholder and "data" not in placeholder
+    assert "s3cret" not in json.dumps(placeholder)
+    with pytest.raises(ns.NetworkStackError, match="rackboot_bgp_password is empty"):
+        ns.metallb_password_secret("", "mlb")
+
+
+# --------------------------------------------------------------------------
+# Tenants, cozy-proxy
+# --------------------------------------------------------------------------
+def test_one_default_deny_policy_per_tenant(inv):
+    spec, cluster = inv
+    tenants = [t["name"] for t in spec.get("tenants") or []]
+    docs = ns.tenant_resources(cluster)
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"] == tenants
+    policies = ns.tenant_policies(cluster)
+    assert [p["metadata"]["namespace"] for p in policies] == tenants
+    kinds = [d["kind"] for d in docs]
+    assert kinds.index("CiliumNetworkPolicy") > max(i for i, k in enumerate(kinds) if k == "Namespace")
+    for p in policies:
+        s = p["spec"]
+        assert s["endpointSelector"] == {} and s["enableDefaultDeny"] == {"ingress": True, "egress": True}
+        assert s["ingress"] == [{"fromEndpoints": [{}]}]
+        dns = [r for r in s["egress"] if r.get("toPorts")]
+        (rule,) = dns
+        assert rule["toEndpoints"][0]["matchLabels"]["k8s:k8s-app"] == "kube-dns"
+        assert {(x["port"], x["protocol"]) for x in rule["toPorts"][0]["ports"]} == {("53", "UDP"), ("53", "TCP")}
+        assert {"toEntities": ["kube-apiserver"]} in s["egress"]
+        assert {"toEndpoints": [{}]} in s["egress"]
+        # Nothing else is allowed out: no world, no cluster-wide entities.
+        assert len(s["egress"]) == 3
+
+
+def test_cozy_proxy_values(inv):
+    _, cluster = inv
+    v = ns.cozy_proxy_values(cluster, "0.2.0")
+    assert v["daemonset"]["hostNetwork"] is True and v["image"]["tag"] == "v0.2.0"

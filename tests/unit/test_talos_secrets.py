@@ -1,0 +1,161 @@
+# -*- coding: utf-8 -*-
+"""Talos secrets bundle, admin client certificate, and the talos_secrets / talos_client_config modules."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pathlib
+import re
+import stat
+import subprocess
+import sys
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ansible_collections.rackboot.metal.plugins.module_utils import talos_secrets
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")   # kubeadm bootstrap token format Talos uses
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return talos_secrets.generate()
+
+
+def _crt(b64):
+    return x509.load_pem_x509_certificate(base64.b64decode(b64))
+
+
+def _pem(b64):
+    return base64.b64decode(b64).decode("ascii")
+
+
+def test_bundle_has_the_talosctl_gen_secrets_layout(bundle):
+    assert list(bundle) == ["cluster", "secrets", "trustdinfo", "certs"]
+    assert set(bundle["certs"]) == {"etcd", "k8s", "k8saggregator", "k8sserviceaccount", "os"}
+    assert TOKEN.match(bundle["secrets"]["bootstraptoken"])
+    assert TOKEN.match(bundle["trustdinfo"]["token"])
+    assert len(base64.urlsafe_b64decode(bundle["cluster"]["id"])) == 32
+    assert len(base64.b64decode(bundle["cluster"]["secret"])) == 32
+    assert len(base64.b64decode(bundle["secrets"]["secretboxencryptionsecret"])) == 32
+
+
+@pytest.mark.parametrize("name,org", [("etcd", "etcd"), ("k8s", "kubernetes"), ("os", "talos")])
+def test_cas_are_self_signed_cas_with_talos_subjects(bundle, name, org):
+    crt = _crt(bundle["certs"][name]["crt"])
+    assert crt.subject == crt.issuer
+    assert crt.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == org
+    assert crt.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    assert crt.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign is True
+    crt.verify_directly_issued_by(crt)
+    assert (crt.not_valid_after_utc - crt.not_valid_before_utc).days >= 3649   # Talos: 87600h
+
+
+def test_key_types_match_talos(bundle):
+    assert isinstance(_crt(bundle["certs"]["os"]["crt"]).public_key(), ed25519.Ed25519PublicKey)
+    for name in ("etcd", "k8s", "k8saggregator"):
+        key = _crt(bundle["certs"][name]["crt"]).public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
+        assert "BEGIN EC PRIVATE KEY" in _pem(bundle["certs"][name]["key"])
+    assert "BEGIN ED25519 PRIVATE KEY" in _pem(bundle["certs"]["os"]["key"])
+    assert "BEGIN EC PRIVATE KEY" in _pem(bundle["certs"]["k8sserviceaccount"]["key"])
+    agg = _crt(bundle["certs"]["k8saggregator"]["crt"])
+    assert agg.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "front-proxy"
+
+
+def test_two_bundles_share_nothing():
+    a, b = talos_secrets.generate(), talos_secrets.generate()
+    flat = lambda d: {v for x in d.values() for v in (flat(x) if isinstance(x, dict) else [x])}  # noqa: E731
+    assert not flat(a) & flat(b)
+
+
+def test_dump_load_round_trip_and_validation(bundle):
+    assert talos_secrets.load(talos_secrets.dump(bundle)) == bundle
+    broken = yaml.safe_load(talos_secrets.dump(bundle))
+    broken["certs"]["etcd"]["key"] = bundle["certs"]["k8s"]["key"]
+    with pytest.raises(talos_secrets.SecretsError, match="certs.etcd: the key does not belong"):
+        talos_secrets.validate(broken, "f.yaml")
+    del broken["trustdinfo"]
+    with pytest.raises(talos_secrets.SecretsError, match="f.yaml: trustdinfo.token is missing"):
+        talos_secrets.validate(broken, "f.yaml")
+
+
+def test_client_certificate_is_an_admin_cert_signed_by_the_os_ca(bundle):
+    crt_b64, key_b64 = talos_secrets.client_certificate(bundle)
+    crt, ca = _crt(crt_b64), _crt(bundle["certs"]["os"]["crt"])
+    crt.verify_directly_issued_by(ca)
+    assert crt.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "os:admin"
+    assert crt.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == \
+        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
+    assert crt.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign is False
+    assert "BEGIN ED25519 PRIVATE KEY" in _pem(key_b64)
+    cfg = talos_secrets.talosconfig("c1", ["10.0.0.11"], ["10.0.0.11"], bundle, crt_b64, key_b64)
+    assert cfg["context"] == "c1" and cfg["contexts"]["c1"]["ca"] == bundle["certs"]["os"]["crt"]
+
+
+def test_write_private_creates_mode_0600(tmp_path):
+    path = tmp_path / "sub" / "f"
+    talos_secrets.write_private(str(path), "x")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == "x"
+
+
+# ---------------------------------------------------------------------------------------------
+# The modules, run as Ansible runs them (a JSON args file)
+# ---------------------------------------------------------------------------------------------
+def run_module(name, args, tmp_path, check=False, diff=False):
+    argsfile = tmp_path / ("%s-args.json" % name)
+    argsfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check, _ansible_diff=diff)}))
+    env = dict(os.environ, PYTHONPATH=str(REPO / "collections"))
+    res = subprocess.run([sys.executable, str(REPO / ("plugins/modules/%s.py" % name)), str(argsfile)],
+                         capture_output=True, text=True, env=env, cwd=str(tmp_path))
+    return json.loads(res.stdout), res.stdout + res.stderr
+
+
+def test_secrets_module_creates_once_never_overwrites(tmp_path):
+    path = tmp_path / "secrets" / "talos-secrets.yaml"
+    res, _ = run_module("talos_secrets", {"path": str(path)}, tmp_path, check=True)
+    assert res["changed"] and not path.exists()
+    res, out = run_module("talos_secrets", {"path": str(path)}, tmp_path)
+    assert res["changed"] and res["created"] and stat.S_IMODE(path.stat().st_mode) == 0o600
+    text = path.read_text()
+    bundle = yaml.safe_load(text)
+    assert bundle["certs"]["os"]["key"] not in out and bundle["secrets"]["bootstraptoken"] not in out
+    res, _ = run_module("talos_secrets", {"path": str(path)}, tmp_path)
+    assert not res["changed"] and path.read_text() == text
+    path.chmod(0o644)
+    res, _ = run_module("talos_secrets", {"path": str(path)}, tmp_path)
+    assert res["changed"] and stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == text
+
+
+def test_secrets_module_refuses_a_damaged_bundle(tmp_path):
+    path = tmp_path / "talos-secrets.yaml"
+    path.write_text("cluster: {id: x}\n")
+    res, _ = run_module("talos_secrets", {"path": str(path)}, tmp_path)
+    assert res.get("failed") and "cluster.secret is missing" in res["msg"] and "never overwrites" in res["msg"]
+    assert path.read_text() == "cluster: {id: x}\n"
+
+
+def test_client_config_module_keeps_its_certificate_and_updates_endpoints(tmp_path):
+    secrets = tmp_path / "talos-secrets.yaml"
+    run_module("talos_secrets", {"path": str(secrets)}, tmp_path)
+    tc = tmp_path / "talosconfig"
+    args = {"path": str(tc), "secrets_path": str(secrets), "context": "c1", "endpoints": ["10.0.0.11"]}
+    res, out = run_module("talos_client_config", args, tmp_path, diff=True)
+    assert res["changed"] and res["certificate_renewed"] and stat.S_IMODE(tc.stat().st_mode) == 0o600
+    cfg = yaml.safe_load(tc.read_text())
+    assert cfg["contexts"]["c1"]["key"] not in out
+    first = tc.read_text()
+    res, _ = run_module("talos_client_config", args, tmp_path)
+    assert not res["changed"] and tc.read_text() == first
+    res, _ = run_module("talos_client_config", dict(args, endpoints=["10.0.0.11", "10.0.0.12"]), tmp_path)
+    cfg2 = yaml.safe_load(tc.read_text())
+    assert res["changed"] and not res["certificate_renewed"]
+    assert cfg2["contexts"]["c1"]["crt"] == cfg["contexts"]["c1"]["crt"]
+    assert cfg2["contexts"]["c1"]["endpoints"] == ["10.0.0.11", "10.0.0.12"]
