@@ -1,0 +1,119 @@
+# -*- coding: utf-8 -*-
+# Copyright: rackboot developers
+# Apache License 2.0 (see LICENSE)
+"""Filters for kubeadm clusters; the logic lives in module_utils/kubeadm.py."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: kubeadm_documents
+author: rackboot developers
+short_description: kubeadm v1beta4 configuration documents of one node
+description:
+  - Returns the documents of C(/etc/kubernetes/kubeadm-config.yaml) for a node. The bootstrap node gets
+    InitConfiguration, ClusterConfiguration (C(proxy.disabled=true)) and KubeletConfiguration; the other
+    nodes get a JoinConfiguration (with C(controlPlane) on control planes).
+  - The join secrets are added only when passed; without them the result is the reviewable render-mode form.
+  - This plugin also provides C(kubeadm_check) (node | kubeadm_check(cluster)), C(kubeadm_join_configuration), C(kube_vip_manifest), C(kube_vip_kubeconfig),
+    C(kubeadm_state_from_stats), C(kubeadm_join_plan),
+    C(kubeadm_parse_join_command), C(kubeadm_parse_certificate_key), C(kubeadm_commands), and for the node_os
+    role C(node_os_containerd_major), C(node_os_containerd_config), C(node_os_kubernetes_apt_repo),
+    C(node_os_offline_debs), C(node_os_debs_to_install), C(node_os_package_problems).
+options:
+  _input:
+    description: C(rackboot_cluster).
+    type: dict
+    required: true
+  node:
+    description: C(rackboot_node) of the host.
+    type: dict
+    required: true
+  token:
+    description: Bootstrap token (join only).
+    type: str
+  ca_cert_hashes:
+    description: Discovery CA hashes C(sha256:...) (join only).
+    type: list
+    elements: str
+  certificate_key:
+    description: Key of the uploaded control-plane certificates (control-plane join only).
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: Render the kubeadm configuration
+  ansible.builtin.copy:
+    content: "{{ rackboot_cluster | rackboot.metal.kubeadm_documents(rackboot_node) | map('to_nice_yaml') | join('---\n') }}"
+    dest: /etc/kubernetes/kubeadm-config.yaml
+    mode: "0600"
+
+- name: Plan init and joins
+  ansible.builtin.set_fact:
+    kubeadm_plan: "{{ rackboot_cluster | rackboot.metal.kubeadm_join_plan(cp_state, ansible_play_hosts, node_state) }}"
+"""
+
+RETURN = r"""
+_value:
+  description: A list of kubeadm configuration documents (dicts).
+  type: list
+  elements: dict
+"""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.rackboot.metal.plugins.module_utils import kubeadm as kb
+
+
+def _wrap(name, func):
+    def filt(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (kb.KubeadmError, KeyError, TypeError) as exc:
+            if isinstance(exc, KeyError):
+                exc = "missing key %s (is this the rackboot_cluster/rackboot_node of a rackboot inventory?)" % exc
+            raise AnsibleFilterError("%s: %s" % (name, exc))
+    filt.__name__ = name
+    return filt
+
+
+def _documents(cluster, node, token=None, ca_cert_hashes=None, certificate_key=None):
+    return kb.node_documents(cluster, node, token=token, ca_cert_hashes=ca_cert_hashes,
+                             certificate_key=certificate_key)
+
+
+def _join(cluster, node, token=None, ca_cert_hashes=None, certificate_key=None):
+    return kb.join_configuration(cluster, node, token=token, ca_cert_hashes=ca_cert_hashes,
+                                 certificate_key=certificate_key)
+
+
+def _manifest(cluster, node, version, kubeconfig=kb.ADMIN_CONF, image=kb.KUBE_VIP_IMAGE, lease_duration=5,
+              renew_deadline=3, retry_period=1):
+    return kb.kube_vip_manifest(cluster, node, version, kubeconfig=kubeconfig, image=image,
+                                lease_duration=int(lease_duration), renew_deadline=int(renew_deadline),
+                                retry_period=int(retry_period))
+
+
+def _commands(config_path=kb.CONFIG_PATH, join_config_path=kb.JOIN_CONFIG_PATH, token_ttl="30m"):
+    return kb.commands(config_path, join_config_path, token_ttl)
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            "kubeadm_documents": _wrap("kubeadm_documents", _documents),
+            "kube_vip_manifest": _wrap("kube_vip_manifest", _manifest),
+            "kube_vip_kubeconfig": _wrap("kube_vip_kubeconfig", kb.kube_vip_kubeconfig),
+            "kubeadm_check": _wrap("kubeadm_check", lambda node, cluster: kb.check_node(cluster, node)),
+            "kubeadm_join_configuration": _wrap("kubeadm_join_configuration", _join),
+            "kubeadm_state_from_stats": _wrap("kubeadm_state_from_stats", kb.state_from_stats),
+            "kubeadm_join_plan": _wrap("kubeadm_join_plan", kb.join_plan),
+            "kubeadm_parse_join_command": _wrap("kubeadm_parse_join_command", kb.parse_join_command),
+            "kubeadm_parse_certificate_key": _wrap("kubeadm_parse_certificate_key", kb.parse_certificate_key),
+            "kubeadm_commands": _wrap("kubeadm_commands", _commands),
+            "node_os_containerd_major": _wrap("node_os_containerd_major", kb.containerd_major),
+            "node_os_containerd_config": _wrap("node_os_containerd_config", kb.containerd_config),
+            "node_os_kubernetes_apt_repo": _wrap("node_os_kubernetes_apt_repo", kb.kubernetes_apt_repo),
+            "node_os_offline_debs": _wrap("node_os_offline_debs", kb.offline_debs),
+            "node_os_debs_to_install": _wrap("node_os_debs_to_install", kb.debs_to_install),
+            "node_os_package_problems": _wrap("node_os_package_problems", kb.package_problems),
+        }

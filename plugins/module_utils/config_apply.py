@@ -1,0 +1,127 @@
+# -*- coding: utf-8 -*-
+# Copyright: rackboot developers
+# Apache License 2.0 (see LICENSE)
+"""Stage, check, install and roll back a daemon's configuration file.
+
+Shared by rackboot.metal.frr_config and rackboot.metal.bird_config: both write
+the new file beside the live one, let the daemon's own parser check it, swap
+it in atomically, ask the daemon to reload, and put the previous file back
+(and reload it) when the reload fails, so a router is never left half-applied.
+Everything that leaves the module (diffs, command output) goes through
+``Masker`` first: a config holds the BGP password.
+"""
+
+from __future__ import annotations
+
+import difflib
+import grp
+import os
+import pwd
+import re
+import tempfile
+
+__all__ = ["MASK", "Masker", "StagedFile", "read_text", "atomic_write", "file_diff"]
+
+MASK = "********"
+# `password WORD` (FRR), `password "WORD";` (BIRD), `password 7 HASH` (FRR encrypted form).
+_PASSWORD_RE = re.compile(r'(\bpassword\s+(?:\d+\s+)?)("[^"]*"|\S+?)(;?\s*$)', re.MULTILINE)
+
+
+class Masker(object):
+    """Hide passwords in text: every ``password X`` value plus the given secrets."""
+
+    def __init__(self, secrets=None):
+        self.secrets = sorted({str(s) for s in (secrets or []) if s}, key=len, reverse=True)
+
+    def __call__(self, text):
+        if text is None:
+            return None
+        if isinstance(text, (list, tuple)):
+            return [self(t) for t in text]
+        text = _PASSWORD_RE.sub(lambda m: m.group(1) + ('"%s"' % MASK if m.group(2).startswith('"') else MASK)
+                                + m.group(3), text)
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+
+def read_text(path):
+    """The file's text, or None if it does not exist."""
+    try:
+        with open(path, "r") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _ids(owner, group):
+    uid = pwd.getpwnam(owner).pw_uid if owner else -1
+    gid = grp.getgrnam(group).gr_gid if group else -1
+    return uid, gid
+
+
+def atomic_write(path, text, mode=0o600, owner=None, group=None, suffix=".rackboot-tmp"):
+    """Write ``text`` to ``path`` through a temporary file in the same folder and rename it.
+
+    The temporary file has its final mode and owner before it holds the text,
+    so a secret is never readable by anyone else, not even for a moment.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix, dir=folder)
+    try:
+        os.fchmod(fd, mode)
+        uid, gid = _ids(owner, group)
+        if uid != -1 or gid != -1:
+            os.fchown(fd, uid, gid)
+        with os.fdopen(fd, "w") as f:
+            fd = None
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class StagedFile(object):
+    """A candidate config written beside ``dest`` (same file system: the install is a rename)."""
+
+    def __init__(self, dest, text, mode=0o600, owner=None, group=None):
+        self.dest = dest
+        self.path = os.path.join(os.path.dirname(os.path.abspath(dest)),
+                                 "." + os.path.basename(dest) + ".rackboot-staged")
+        self.mode, self.owner, self.group = mode, owner, group
+        atomic_write(self.path, text, mode, owner, group)
+
+    def install(self):
+        """Rename the staged file over ``dest``."""
+        os.replace(self.path, self.dest)
+
+    def discard(self):
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.discard()
+        return False
+
+
+def file_diff(before, after, path, masker):
+    """Ansible diff dict of a file's old and new content, passwords masked."""
+    return {
+        "before": masker(before or ""), "after": masker(after or ""),
+        "before_header": "%s (before)" % path, "after_header": "%s (after)" % path,
+    }
+
+
+def unified(before, after, path, masker):
+    """A unified diff, passwords masked (for messages)."""
+    return "".join(difflib.unified_diff(masker(before or "").splitlines(True), masker(after or "").splitlines(True),
+                                        path + " (before)", path + " (after)"))

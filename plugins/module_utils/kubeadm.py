@@ -1,0 +1,504 @@
+# -*- coding: utf-8 -*-
+# Copyright: rackboot developers
+# Apache License 2.0 (see LICENSE)
+"""kubeadm clusters: configuration documents, kube-vip manifest, init/join plan.
+
+Pure functions of the model the inventory plugin publishes (``rackboot_cluster``
+and ``rackboot_node``): the roles format their results with ``to_nice_yaml``
+and run the command lines they return, so that what rackboot writes and runs
+on a node is unit-tested here rather than spread over Jinja.
+
+Secrets (bootstrap token, discovery CA hash, certificate key) only enter the
+join documents when the caller passes them; without them the documents are
+the reviewable, secret-free form that render mode writes.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "KUBEADM_API", "KUBELET_API", "CONFIG_PATH", "JOIN_CONFIG_PATH", "CRI_SOCKET",
+    "MANIFESTS_PREFLIGHT", "KubeadmError", "version_tuple", "cert_sans", "cluster_configuration",
+    "init_configuration", "kubelet_configuration", "join_configuration", "node_documents", "check_node",
+    "kube_vip_kubeconfig", "kube_vip_manifest", "state_from_stats", "join_plan", "parse_join_command",
+    "parse_certificate_key", "commands", "containerd_major", "containerd_config", "kubernetes_apt_repo",
+    "offline_debs", "debs_to_install", "package_problems",
+]
+
+KUBEADM_API = "kubeadm.k8s.io/v1beta4"
+KUBELET_API = "kubelet.config.k8s.io/v1beta1"
+CONFIG_PATH = "/etc/kubernetes/kubeadm-config.yaml"
+# Holds the bootstrap token (and certificate key) only while a node joins.
+JOIN_CONFIG_PATH = "/etc/kubernetes/kubeadm-join.yaml"
+ADMIN_CONF = "/etc/kubernetes/admin.conf"
+SUPER_ADMIN_CONF = "/etc/kubernetes/super-admin.conf"
+CRI_SOCKET = "unix:///run/containerd/containerd.sock"
+# kube-vip's manifest is in /etc/kubernetes/manifests before a control plane
+# joins; kubeadm's join preflight wants that folder empty.
+MANIFESTS_PREFLIGHT = "DirAvailable--etc-kubernetes-manifests"
+KUBE_PROXY_PHASE = "addon/kube-proxy"
+# kubeadm config v1beta4 is read by kubeadm 1.31 and later.
+MIN_KUBERNETES = (1, 31)
+# From 1.29 kubeadm's admin.conf is no longer in system:masters and only works
+# once init has bound it to cluster-admin; until then only super-admin.conf
+# (written on the init node alone) can reach the API (kube-vip issue #684).
+SUPER_ADMIN_SINCE = (1, 29)
+KUBE_VIP_IMAGE = "ghcr.io/kube-vip/kube-vip"
+# kube-vip 0.9 renamed the VIP prefix length variable vip_cidr -> vip_subnet.
+KUBE_VIP_SUBNET_SINCE = (0, 9)
+
+_TOKEN_RE = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
+_HASH_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+_CERT_KEY_RE = re.compile(r"^[a-f0-9]{64}$")
+
+
+class KubeadmError(ValueError):
+    """The model cannot produce a valid kubeadm setup; the message says why."""
+
+
+def version_tuple(text):
+    """'1.34.1' / 'v1.34.1' -> (1, 34, 1)."""
+    parts = str(text).lstrip("v").split("-")[0].split(".")
+    try:
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        raise KubeadmError("%r is not a version like 1.34.1" % (text,))
+
+
+def _check_version(cluster):
+    version = version_tuple(cluster["kubernetes_version"])
+    if version[:2] < MIN_KUBERNETES:
+        raise KubeadmError("cluster.kubernetes_version %s: rackboot writes kubeadm config %s, which needs "
+                           "Kubernetes %d.%d or later" % ((cluster["kubernetes_version"], KUBEADM_API) + MIN_KUBERNETES))
+    return version
+
+
+def _node(cluster, node):
+    if node is None or "name" not in node:
+        raise KubeadmError("no rackboot_node for this host: is it a node of the cluster spec?")
+    if not node.get("management_address"):
+        raise KubeadmError("node %s has no management address" % node["name"])
+    return node
+
+
+def _endpoint(cluster):
+    return "%s:%d" % (cluster["api_vip"], cluster["api_port"])
+
+
+def _dedupe(items):
+    out = []
+    for item in items:
+        if item and item not in out:
+            out.append(item)
+    return out
+
+
+def cert_sans(cluster):
+    """API server certificate names: the VIP, the spec's extras, every control plane's name and address."""
+    cps = [n for n in cluster["nodes"] if n["role"] == "controlplane"]
+    return _dedupe([cluster["api_vip"]] + list(cluster.get("cert_sans") or [])
+                   + [n["name"] for n in cps] + [n["management_address"] for n in cps])
+
+
+def _registration(cluster, node, controlplane):
+    """nodeRegistration shared by init and join."""
+    args = [{"name": "node-ip", "value": node["management_address"]}]
+    labels = node.get("labels") or {}
+    if labels:
+        args.append({"name": "node-labels", "value": ",".join("%s=%s" % kv for kv in sorted(labels.items()))})
+    reg = {
+        "name": node["name"],
+        "criSocket": CRI_SOCKET,
+        "kubeletExtraArgs": args,
+    }
+    if controlplane:
+        reg["ignorePreflightErrors"] = [MANIFESTS_PREFLIGHT]
+    return reg
+
+
+def cluster_configuration(cluster):
+    """ClusterConfiguration: uploaded to the cluster (kubeadm-config ConfigMap) and read again by
+    ``kubeadm upgrade``, which is why kube-proxy is disabled here and not only skipped at init."""
+    _check_version(cluster)
+    return {
+        "apiVersion": KUBEADM_API,
+        "kind": "ClusterConfiguration",
+        "clusterName": cluster["name"],
+        "kubernetesVersion": "v" + str(cluster["kubernetes_version"]).lstrip("v"),
+        "controlPlaneEndpoint": _endpoint(cluster),
+        "networking": {
+            "podSubnet": cluster["pod_cidr"],
+            "serviceSubnet": cluster["service_cidr"],
+            "dnsDomain": cluster["domain"],
+        },
+        "apiServer": {"certSANs": cert_sans(cluster)},
+        # Cilium replaces kube-proxy; ClusterConfiguration is stored, so upgrades keep it off.
+        "proxy": {"disabled": True},
+    }
+
+
+def init_configuration(cluster, node):
+    """InitConfiguration of the bootstrap node."""
+    _check_version(cluster)
+    node = _node(cluster, node)
+    if node["name"] != cluster["bootstrap_node"]:
+        raise KubeadmError("InitConfiguration is only for the bootstrap node %s, not %s"
+                           % (cluster["bootstrap_node"], node["name"]))
+    return {
+        "apiVersion": KUBEADM_API,
+        "kind": "InitConfiguration",
+        "localAPIEndpoint": {"advertiseAddress": node["management_address"], "bindPort": cluster["api_port"]},
+        "nodeRegistration": _registration(cluster, node, True),
+        # Belt and braces with proxy.disabled: an init without kube-proxy even if the field were dropped.
+        "skipPhases": [KUBE_PROXY_PHASE],
+    }
+
+
+def kubelet_configuration(cluster):
+    """KubeletConfiguration (cluster-wide, uploaded at init): the systemd cgroup driver, as containerd."""
+    return {
+        "apiVersion": KUBELET_API,
+        "kind": "KubeletConfiguration",
+        "cgroupDriver": "systemd",
+        "clusterDomain": cluster["domain"],
+        "clusterDNS": [cluster["dns_service_ip"]],
+    }
+
+
+def join_configuration(cluster, node, token=None, ca_cert_hashes=None, certificate_key=None):
+    """JoinConfiguration of a non-bootstrap node; secrets only when given (and then all required)."""
+    _check_version(cluster)
+    node = _node(cluster, node)
+    controlplane = node["role"] == "controlplane"
+    discovery = {"apiServerEndpoint": _endpoint(cluster)}
+    if token is not None or ca_cert_hashes is not None:
+        if not token or not _TOKEN_RE.match(token):
+            raise KubeadmError("the bootstrap token is not of the form [a-z0-9]{6}.[a-z0-9]{16}")
+        hashes = list(ca_cert_hashes or [])
+        if not hashes or not all(_HASH_RE.match(h) for h in hashes):
+            raise KubeadmError("the discovery CA hashes must be sha256:<64 hex digits>")
+        discovery.update(token=token, caCertHashes=hashes)
+    doc = {
+        "apiVersion": KUBEADM_API,
+        "kind": "JoinConfiguration",
+        "discovery": {"bootstrapToken": discovery},
+        "nodeRegistration": _registration(cluster, node, controlplane),
+    }
+    if controlplane:
+        plane = {"localAPIEndpoint": {"advertiseAddress": node["management_address"],
+                                      "bindPort": cluster["api_port"]}}
+        if certificate_key is not None:
+            if not _CERT_KEY_RE.match(certificate_key or ""):
+                raise KubeadmError("the certificate key must be 64 hex digits")
+            plane["certificateKey"] = certificate_key
+        elif token is not None:
+            raise KubeadmError("control plane %s joins with the certificate key of the uploaded certificates"
+                               % node["name"])
+        doc["controlPlane"] = plane
+    return doc
+
+
+def node_documents(cluster, node, token=None, ca_cert_hashes=None, certificate_key=None):
+    """Everything /etc/kubernetes/kubeadm-config.yaml holds for one node, as a list of documents."""
+    node = _node(cluster, node)
+    if node["name"] == cluster["bootstrap_node"]:
+        return [init_configuration(cluster, node), cluster_configuration(cluster), kubelet_configuration(cluster)]
+    return [join_configuration(cluster, node, token, ca_cert_hashes, certificate_key)]
+
+
+def check_node(cluster, node):
+    """Everything rackboot will render for a node, computed once so that a bad spec fails before any
+    host is touched. Returns the node name."""
+    node = _node(cluster, node)
+    node_documents(cluster, node)
+    if node["role"] == "controlplane":
+        kube_vip_manifest(cluster, node, "0.0.0")
+    return node["name"]
+
+
+# ----------------------------------------------------------------------------
+# kube-vip
+# ----------------------------------------------------------------------------
+def kube_vip_kubeconfig(cluster, bootstrapping):
+    """The kubeconfig kube-vip mounts: super-admin.conf while the bootstrap node runs ``kubeadm init``
+    on Kubernetes >= 1.29 (admin.conf has no rights yet), admin.conf otherwise."""
+    version = version_tuple(cluster["kubernetes_version"])
+    if bootstrapping and version[:2] >= SUPER_ADMIN_SINCE:
+        return SUPER_ADMIN_CONF
+    return ADMIN_CONF
+
+
+def kube_vip_manifest(cluster, node, version, kubeconfig=ADMIN_CONF, image=KUBE_VIP_IMAGE,
+                      lease_duration=5, renew_deadline=3, retry_period=1):
+    """The kube-vip static pod of a control-plane node: ARP mode, control plane VIP only
+    (MetalLB announces Services), leader election on a Lease in kube-system."""
+    node = _node(cluster, node)
+    if node["role"] != "controlplane":
+        raise KubeadmError("kube-vip runs on control-plane nodes only; %s is a %s" % (node["name"], node["role"]))
+    link = (node.get("network") or {}).get("management_link")
+    if not link:
+        raise KubeadmError("node %s has no management link to hold the API VIP" % node["name"])
+    if not (renew_deadline < lease_duration and retry_period < renew_deadline):
+        raise KubeadmError("kube-vip leader election needs retry period < renew deadline < lease duration "
+                           "(got %s < %s < %s)" % (retry_period, renew_deadline, lease_duration))
+    vip_version = version_tuple(version)
+    subnet_key = "vip_subnet" if vip_version[:2] >= KUBE_VIP_SUBNET_SINCE else "vip_cidr"
+    env = [
+        ("vip_arp", "true"),
+        ("port", str(cluster["api_port"])),
+        ("vip_interface", link),
+        (subnet_key, "32"),
+        ("dns_mode", "first"),
+        ("cp_enable", "true"),
+        ("cp_namespace", "kube-system"),
+        ("svc_enable", "false"),
+        ("vip_leaderelection", "true"),
+        ("vip_leasename", "plndr-cp-lock"),
+        ("vip_leaseduration", str(lease_duration)),
+        ("vip_renewdeadline", str(renew_deadline)),
+        ("vip_retryperiod", str(retry_period)),
+        ("address", cluster["api_vip"]),
+    ]
+    env_list = [{"name": k, "value": v} for k, v in env]
+    env_list.insert(3, {"name": "vip_nodename", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}})
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kube-vip", "namespace": "kube-system",
+                     "labels": {"app.kubernetes.io/name": "kube-vip",
+                                "app.kubernetes.io/managed-by": "rackboot"}},
+        "spec": {
+            "containers": [{
+                "name": "kube-vip",
+                "image": "%s:v%s" % (image, str(version).lstrip("v")),
+                "imagePullPolicy": "IfNotPresent",
+                "args": ["manager"],
+                "env": env_list,
+                "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]}},
+                "volumeMounts": [{"name": "kubeconfig", "mountPath": ADMIN_CONF, "readOnly": True}],
+            }],
+            # kube-vip talks to the API server as https://kubernetes:<port> on the local node.
+            "hostAliases": [{"ip": "127.0.0.1", "hostnames": ["kubernetes"]}],
+            "hostNetwork": True,
+            "priority": 2000001000,
+            "priorityClassName": "system-node-critical",
+            # type File: never let the kubelet create a directory where kubeadm writes the kubeconfig.
+            "volumes": [{"name": "kubeconfig", "hostPath": {"path": kubeconfig, "type": "File"}}],
+        },
+    }
+
+
+# ----------------------------------------------------------------------------
+# init / join
+# ----------------------------------------------------------------------------
+def state_from_stats(results):
+    """{host: {"admin_conf": bool, "kubelet_conf": bool}} from the registered results of an Ansible
+    ``stat`` loop over ``[host, file name]`` pairs (file names admin.conf / kubelet.conf)."""
+    out = {}
+    for res in results:
+        host, fname = res["item"]
+        key = {"admin.conf": "admin_conf", "kubelet.conf": "kubelet_conf"}.get(fname)
+        if key is None:
+            raise KubeadmError("unexpected file %r in the node state" % fname)
+        out.setdefault(host, {"admin_conf": False, "kubelet_conf": False})
+        out[host][key] = bool((res.get("stat") or {}).get("exists"))
+    return out
+
+
+def join_plan(cluster, controlplane_state, play_hosts, node_state):
+    """Decide what each node does.
+
+    ``controlplane_state``: {cp name: {"admin_conf": bool, "kubelet_conf": bool}} for every control
+    plane of the spec (rackboot looks at all of them, even outside ``--limit``).
+    ``play_hosts``: the nodes of this run. ``node_state``: {name: bool} whether each of them has
+    /etc/kubernetes/kubelet.conf (it has joined).
+
+    Returns {init, source, join_controlplanes, join_workers, joined, needs_token, needs_certificate_key}:
+    ``init`` is the bootstrap node when no control plane has been set up yet (else None); ``source`` is
+    the control plane that hands out join material and the kubeconfig.
+    """
+    nodes = cluster["nodes"]
+    cps = [n["name"] for n in nodes if n["role"] == "controlplane"]
+    missing = [c for c in cps if c not in controlplane_state]
+    if missing:
+        raise KubeadmError("no state for control plane(s) %s" % ", ".join(missing))
+    bootstrap = cluster["bootstrap_node"]
+    set_up = [c for c in cps if controlplane_state[c].get("admin_conf") or controlplane_state[c].get("kubelet_conf")]
+    ready = [c for c in cps if controlplane_state[c].get("admin_conf")]
+    in_play = set(play_hosts)
+    init = None
+    if not set_up:
+        if bootstrap not in in_play:
+            raise KubeadmError("no control plane is set up yet: the bootstrap node %s must be part of the run "
+                               "(check --limit)" % bootstrap)
+        init = bootstrap
+        source = bootstrap
+    else:
+        # A set-up cluster is never initialized again: a reinstalled bootstrap node joins like the others.
+        source = bootstrap if bootstrap in ready else (ready[0] if ready else None)
+
+    def needs_join(name):
+        if name == init:
+            return False
+        if name in cps:
+            return not (controlplane_state[name].get("kubelet_conf") or controlplane_state[name].get("admin_conf"))
+        return not node_state.get(name)
+
+    ordered = [n for n in nodes if n["name"] in in_play]
+    join_cps = [n["name"] for n in ordered if n["role"] == "controlplane" and needs_join(n["name"])]
+    join_workers = [n["name"] for n in ordered if n["role"] == "worker" and needs_join(n["name"])]
+    joined = [n["name"] for n in ordered if n["name"] != init and not needs_join(n["name"])]
+    if (join_cps or join_workers) and source is None:
+        raise KubeadmError("control plane(s) %s are set up (kubelet.conf present) but none has %s: rackboot "
+                           "cannot issue join tokens; restore admin.conf or reset those nodes"
+                           % (", ".join(set_up), ADMIN_CONF))
+    return {
+        "init": init,
+        "source": source,
+        "join_controlplanes": join_cps,
+        "join_workers": join_workers,
+        "joined": joined,
+        "needs_token": bool(join_cps or join_workers),
+        "needs_certificate_key": bool(join_cps),
+    }
+
+
+def parse_join_command(text):
+    """Token and CA hash from ``kubeadm token create --print-join-command`` output."""
+    words = str(text).split()
+    if "join" not in words:
+        raise KubeadmError("kubeadm token create printed no join command")
+    out = {"token": None, "ca_cert_hashes": []}
+    for i, word in enumerate(words):
+        if word.startswith("--token"):
+            out["token"] = word.split("=", 1)[1] if "=" in word else (words[i + 1] if i + 1 < len(words) else None)
+        elif word.startswith("--discovery-token-ca-cert-hash"):
+            value = word.split("=", 1)[1] if "=" in word else (words[i + 1] if i + 1 < len(words) else None)
+            if value:
+                out["ca_cert_hashes"].append(value)
+    if not out["token"] or not _TOKEN_RE.match(out["token"]):
+        raise KubeadmError("the join command holds no valid bootstrap token")
+    if not out["ca_cert_hashes"] or not all(_HASH_RE.match(h) for h in out["ca_cert_hashes"]):
+        raise KubeadmError("the join command holds no valid --discovery-token-ca-cert-hash")
+    return out
+
+
+def parse_certificate_key(text):
+    """The key printed by ``kubeadm init phase upload-certs --upload-certs`` (its last 64-hex line)."""
+    keys = [line.strip() for line in str(text).splitlines() if _CERT_KEY_RE.match(line.strip())]
+    if not keys:
+        raise KubeadmError("kubeadm init phase upload-certs printed no certificate key")
+    return keys[-1]
+
+
+def commands(config_path=CONFIG_PATH, join_config_path=JOIN_CONFIG_PATH, token_ttl="30m"):
+    """The command lines (argv lists) the kubeadm role runs. Secrets never appear in them:
+    they travel in the 0600 join file."""
+    return {
+        "init": ["kubeadm", "init", "--config", config_path, "--skip-phases=" + KUBE_PROXY_PHASE],
+        "token": ["kubeadm", "token", "create", "--kubeconfig", ADMIN_CONF, "--ttl", token_ttl,
+                  "--description", "rackboot join", "--print-join-command"],
+        "upload_certs": ["kubeadm", "init", "phase", "upload-certs", "--upload-certs", "--kubeconfig", ADMIN_CONF],
+        "join_node": ["kubeadm", "join", "--config", join_config_path],
+        "readyz": ["kubectl", "--kubeconfig", ADMIN_CONF, "get", "--raw=/readyz"],
+        "kube_proxy": ["kubectl", "--kubeconfig", ADMIN_CONF, "-n", "kube-system", "get", "daemonset",
+                       "--ignore-not-found", "-o", "name", "kube-proxy"],
+    }
+
+
+# ----------------------------------------------------------------------------
+# Node OS (roles/node_os): containerd config, Kubernetes packages
+# ----------------------------------------------------------------------------
+_CONTAINERD_VERSION_RE = re.compile(r"\sv?(\d+)\.(\d+)[.\d]*")
+
+
+def containerd_major(version_output):
+    """Major version from ``containerd --version`` (Debian: 'containerd github.com/containerd/containerd 1.6.20~ds1 ...',
+    containerd.io: 'containerd containerd.io v2.1.4 ...')."""
+    m = _CONTAINERD_VERSION_RE.search(" " + str(version_output))
+    if not m:
+        raise KubeadmError("cannot read a version from %r" % (version_output,))
+    return int(m.group(1))
+
+
+def containerd_config(major, sandbox_image, systemd_cgroup=True):
+    """A minimal /etc/containerd/config.toml: runc with the systemd cgroup driver (like the kubelet) and the
+    pinned sandbox (pause) image. containerd 1.x reads config version 2, containerd 2.x version 3."""
+    flag = "true" if systemd_cgroup else "false"
+    major = int(major)
+    if major < 1:
+        raise KubeadmError("containerd %s is too old for Kubernetes" % major)
+    if major == 1:
+        cri = '[plugins."io.containerd.grpc.v1.cri"'
+        return "\n".join([
+            "version = 2",
+            "",
+            cri + "]",
+            '  sandbox_image = "%s"' % sandbox_image,
+            "",
+            cri + '.containerd.runtimes.runc]',
+            '  runtime_type = "io.containerd.runc.v2"',
+            "",
+            cri + '.containerd.runtimes.runc.options]',
+            "  SystemdCgroup = %s" % flag,
+            "",
+        ])
+    runtime = "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc"
+    return "\n".join([
+        "version = 3",
+        "",
+        "[plugins.'io.containerd.cri.v1.images'.pinned_images]",
+        '  sandbox = "%s"' % sandbox_image,
+        "",
+        runtime + "]",
+        '  runtime_type = "io.containerd.runc.v2"',
+        "",
+        runtime + ".options]",
+        "  SystemdCgroup = %s" % flag,
+        "",
+    ])
+
+
+def kubernetes_apt_repo(kubernetes_version):
+    """The upstream apt repository of a Kubernetes minor release (pkgs.k8s.io has one per minor)."""
+    major, minor = version_tuple(kubernetes_version)[:2]
+    return "https://pkgs.k8s.io/core:/stable:/v%d.%d/deb/" % (major, minor)
+
+
+def offline_debs(results, cache_dir):
+    """[{path, package, version}] from the registered results of a loop running
+    ``dpkg-deb --showformat='${Package} ${Version}' --show FILE`` over controller paths."""
+    out = []
+    for res in results:
+        fields = str(res["stdout"]).split()
+        # Debian versions start with a digit (epochs included).
+        if len(fields) != 2 or not fields[1][:1].isdigit():
+            raise KubeadmError("dpkg-deb printed %r for %s" % (res["stdout"], res["item"]))
+        out.append({"path": "%s/%s" % (cache_dir.rstrip("/"), str(res["item"]).rsplit("/", 1)[-1]),
+                    "package": fields[0], "version": fields[1]})
+    return out
+
+
+def debs_to_install(debs, installed):
+    """Offline packages: ``debs`` is [{path, package, version}] (from dpkg-deb), ``installed`` the
+    ``ansible_facts.packages`` mapping. Returns the paths whose package is missing or at another version."""
+    out = []
+    for deb in debs:
+        have = [p.get("version") for p in (installed or {}).get(deb["package"], [])]
+        if deb["version"] not in have:
+            out.append(deb["path"])
+    return out
+
+
+def package_problems(packages, kubernetes_version, installed):
+    """For package source 'none': what is wrong with the preinstalled kubelet/kubeadm/kubectl."""
+    want = str(kubernetes_version).lstrip("v")
+    problems = []
+    for name in packages:
+        versions = [p.get("version", "") for p in (installed or {}).get(name, [])]
+        if not versions:
+            problems.append("%s is not installed" % name)
+        elif not any(v == want or v.startswith(want + "-") or v.startswith(want + "+") for v in versions):
+            problems.append("%s is at %s, the spec wants %s" % (name, ", ".join(versions), want))
+    return problems
