@@ -39,7 +39,7 @@ options:
     default: "0600"
   socket:
     description:
-      - BIRD control socket (C(birdc -s)). When BIRD does not answer on it, it is not running: the
+      - BIRD control socket (C(birdc -s)). When BIRD does not answer on it, it is not running; the
         checked file is installed and BIRD reads it when it starts.
     type: path
     default: /run/bird/bird.ctl
