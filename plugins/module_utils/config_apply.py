@@ -125,3 +125,18 @@ def unified(before, after, path, masker):
     """A unified diff, passwords masked (for messages)."""
     return "".join(difflib.unified_diff(masker(before or "").splitlines(True), masker(after or "").splitlines(True),
                                         path + " (before)", path + " (after)"))
+
+
+def config_params(module, tools, install_hint):
+    """What both router-config modules do with their common parameters.
+
+    Fails when a daemon tool is missing; returns (masker, mode, content) with
+    the mode as an integer and the content ending in a newline.
+    """
+    p = module.params
+    for tool in tools:
+        if not os.path.exists(tool):
+            module.fail_json(msg="%s not found: %s" % (tool, install_hint))
+    mode = int(p["mode"], 8) if isinstance(p["mode"], str) else int(p["mode"])
+    content = p["content"] if p["content"].endswith("\n") else p["content"] + "\n"
+    return Masker(p["secrets"]), mode, content

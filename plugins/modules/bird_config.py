@@ -87,7 +87,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.rackboot.metal.plugins.module_utils.config_apply import (
-    Masker, StagedFile, atomic_write, file_diff, read_text)
+    config_params, StagedFile, atomic_write, file_diff, read_text)
 
 # birdc's answers to `configure` that mean the new configuration is in place.
 _OK = ("Reconfigured", "Reconfiguration in progress", "Reconfiguration confirmed")
@@ -127,13 +127,8 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    masker = Masker(p["secrets"])
-    mode = int(p["mode"], 8) if isinstance(p["mode"], str) else int(p["mode"])
-    content = p["content"] if p["content"].endswith("\n") else p["content"] + "\n"
+    masker, mode, content = config_params(module, (p["bird"], p["birdc"]), "install BIRD 2 (package bird2)")
     dest = p["dest"]
-    for tool in (p["bird"], p["birdc"]):
-        if not os.path.exists(tool):
-            module.fail_json(msg="%s not found: install BIRD 2 (package bird2)" % tool)
     previous = read_text(dest)
     changed = previous != content
     result = dict(changed=changed)

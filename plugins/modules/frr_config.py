@@ -92,7 +92,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.rackboot.metal.plugins.module_utils.config_apply import (
-    Masker, StagedFile, atomic_write, file_diff, read_text)
+    config_params, StagedFile, atomic_write, file_diff, read_text)
 
 
 def _parse_reload_test(stdout):
@@ -177,13 +177,8 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    masker = Masker(p["secrets"])
-    mode = int(p["mode"], 8) if isinstance(p["mode"], str) else int(p["mode"])
-    content = p["content"] if p["content"].endswith("\n") else p["content"] + "\n"
+    masker, mode, content = config_params(module, (p["vtysh"], p["frr_reload"]), "install FRR (packages frr, frr-pythontools)")
     dest = p["dest"]
-    for tool in (p["vtysh"], p["frr_reload"]):
-        if not os.path.exists(tool):
-            module.fail_json(msg="%s not found: install FRR (packages frr, frr-pythontools)" % tool)
     frr = Frr(module, masker)
     previous = read_text(dest)
     file_changed = previous != content
