@@ -8,6 +8,7 @@
   python -m tests.hosts lab reset VM
   python -m tests.hosts lab wait
   python -m tests.hosts lab ssh VM -- CMD...
+  python -m tests.hosts lab lacp VM
   python -m tests.hosts lab status|list
   python -m tests.hosts scenarios [-s NAME|ROLE/NAME] [-r ROLE]
 
@@ -111,6 +112,11 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lacp(args: argparse.Namespace) -> int:
+    print(json.dumps(_lab(args).lacp(args.vm), indent=2))
+    return 0
+
+
 def _list(_args: argparse.Namespace) -> int:
     for name in list_labs():
         print(name)
@@ -174,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = labparser("ssh", _ssh, "run a command on a VM over ssh")
     p.add_argument("vm")
     p.add_argument("command", nargs=argparse.REMAINDER)
+    p = labparser("lacp", _lacp, "the switch's view of a VM's LACP aggregation, as JSON")
+    p.add_argument("vm")
     labparser("status", _status, "show the lab's VMs as JSON")
     labparser("list", _list, "list labs on this machine")
     return parser

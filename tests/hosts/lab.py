@@ -6,16 +6,32 @@ A lab is the set of VMs of one Molecule scenario. Each VM gets
   whose only hole is ``hostfwd`` from ``127.0.0.1:PORT`` to the guest's ssh;
 * ``eth1..ethN``: one virtio NIC per entry of its platform's ``fabric`` list,
   backed by a tap device in the lab's network namespace ``rb-<lab>`` and
-  enslaved to the Linux bridge named after the segment. QEMU itself runs in
-  the host namespace (so hostfwd binds the host's loopback); the tap file
-  descriptors are opened inside the lab namespace and handed to QEMU.
+  enslaved to the Linux bridge named after the segment (for a platform with
+  ``lacp: true``, a member of an LACP bond on the lab's switch: see below).
+  QEMU itself runs in the host namespace (so hostfwd binds the host's
+  loopback); the tap file descriptors are opened inside the lab namespace and
+  handed to QEMU.
+
+``lacp: true`` on a platform makes its fabric NICs one LACP link
+aggregation on the switch side, the way a top-of-rack pair with MLAG (or a
+switch stack) presents a LAG to a server: an Open vSwitch bridge
+(``lacp<index>``, userspace datapath, so no kernel module is needed) holds
+an active LACP bond of the VM's taps and uplinks into the segment of the
+VM's first NIC through a veth pair. A Linux bridge cannot be the LACP partner
+(it drops 802.3ad frames), so this is what lets an 802.3ad bond in the guest
+really negotiate and aggregate. The lab runs its own ovsdb-server and
+ovs-vswitchd inside its namespace, with all their files in the state
+directory. Fabric NICs of such a lab have checksum offload off: the userspace
+datapath reads frames with AF_PACKET, which sees offloaded (partial)
+checksums and unsegmented TSO frames.
 
 Runtime state (overlays, pid files, QMP sockets, serial logs, state.json)
 lives in ``$RACKBOOT_RUN/labs/<lab>`` (default /run/rackboot). ``destroy``
 needs nothing but the lab name: it kills the QEMU processes it finds by pid
 file *and* by the ``-name rackboot:<lab>:...`` marker in their command line,
-deletes the namespace (bridges and taps go with it) and the state directory.
-It is idempotent, and ``create`` calls it first to clear a crashed run.
+and the switch daemons by the pid file path in theirs, deletes the namespace
+(bridges and taps go with it) and the state directory. It is idempotent, and
+``create`` calls it first to clear a crashed run.
 """
 
 from __future__ import annotations
@@ -46,7 +62,8 @@ DEFAULT_MEMORY = 1024
 MAX_NICS = 12
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 SEGMENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,14}$")
-PLATFORM_KEYS = {"name", "groups", "children", "fabric", "memory", "cpus", "image"}
+PLATFORM_KEYS = {"name", "groups", "children", "fabric", "memory", "cpus", "image", "lacp"}
+OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 MARKER = "rackboot:"
 KERNEL_ARGS = "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet mitigations=off"
 
@@ -89,6 +106,7 @@ class Vm:
     nics: list[Nic] = field(default_factory=list)
     port: int = 0
     pid: int = 0
+    lacp: bool = False
 
 
 def mac_for(lab: str, vm_index: int, nic_index: int) -> str:
@@ -102,7 +120,8 @@ def parse_platforms(platforms: list[dict], lab: str) -> list[Vm]:
 
     Accepted keys: name, groups, children (Molecule's), fabric (list of
     segment names, one NIC each: eth1, eth2, ...), memory (MiB), cpus,
-    image (``rackboot/<set>:<suite>``).
+    image (``rackboot/<set>:<suite>``), lacp (bool: the fabric NICs form one
+    LACP aggregation on the switch side, see the module docstring).
     """
     if not isinstance(platforms, list) or not platforms:
         raise LabError("platforms: need a non-empty list")
@@ -144,13 +163,18 @@ def parse_platforms(platforms: list[dict], lab: str) -> list[Vm]:
         image = p.get("image", DEFAULT_IMAGE)
         if not isinstance(image, str) or not images.REF_RE.match(image):
             raise LabError(f"{where}.image: {image!r}: expected rackboot/<set>:<suite>")
+        lacp = p.get("lacp", False)
+        if not isinstance(lacp, bool):
+            raise LabError(f"{where}.lacp: {lacp!r} must be true or false")
+        if lacp and len(fabric) < 2:
+            raise LabError(f"{where}.lacp: an LACP aggregation needs at least two fabric NICs, {name} has {len(fabric)}")
         nics = []
         for j, seg in enumerate(fabric, start=1):
             tap = f"{name}-e{j}"
             if len(tap) > 15:
                 tap = f"vm{i}-e{j}"
             nics.append(Nic(guest=f"eth{j}", segment=seg, tap=tap, mac=mac_for(lab, i, j)))
-        vms.append(Vm(name, i, image, memory, cpus, mac_for(lab, i, 0), nics))
+        vms.append(Vm(name, i, image, memory, cpus, mac_for(lab, i, 0), nics, lacp=lacp))
     return vms
 
 
@@ -358,9 +382,12 @@ class Lab:
             for seg in dict.fromkeys(n.segment for v in vms for n in v.nics):
                 run(["ip", "-n", self.netns, "link", "add", seg, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
                 run(["ip", "-n", self.netns, "link", "set", seg, "up"])
+            offload = not any(v.lacp for v in vms)
             for v in vms:
-                self._start(v, image_dirs[v.image])
+                self._start(v, image_dirs[v.image], offload)
                 self._save(vms)
+            if not offload:
+                self._start_lacp_switch([v for v in vms if v.lacp])
             log(f"lab {self.name}: {len(vms)} VM(s) started in {time.monotonic() - t0:.1f} s, waiting for ssh")
             self.wait_ssh(vms, key, boot_timeout)
         except BaseException:
@@ -370,7 +397,7 @@ class Lab:
         log(f"lab {self.name}: up in {time.monotonic() - t0:.1f} s: " + ", ".join(f"{v.name}=127.0.0.1:{v.port}" for v in vms))
         return vms
 
-    def _start(self, vm: Vm, image_dir: Path) -> None:
+    def _start(self, vm: Vm, image_dir: Path, offload: bool = True) -> None:
         overlay = self.dir / f"{vm.name}.qcow2"
         run(
             [
@@ -382,7 +409,10 @@ class Lab:
         try:
             for nic in vm.nics:
                 fds.append(open_tap(self.netns, nic.tap))
-                run(["ip", "-n", self.netns, "link", "set", nic.tap, "master", nic.segment, "up"])
+                if vm.lacp:  # a member of the switch's LACP bond (_start_lacp_switch)
+                    run(["ip", "-n", self.netns, "link", "set", nic.tap, "up"])
+                else:
+                    run(["ip", "-n", self.netns, "link", "set", nic.tap, "master", nic.segment, "up"])
             machine_id = hashlib.sha256(f"{self.name}/{vm.name}".encode()).hexdigest()[:32]
             for attempt in range(3):
                 vm.port = _free_port()
@@ -400,10 +430,14 @@ class Lab:
                     "-netdev", f"user,id=net-eth0,restrict=on,hostfwd=tcp:127.0.0.1:{vm.port}-:22",
                     "-device", f"virtio-net-pci,netdev=net-eth0,id=eth0,mac={vm.mgmt_mac},addr=0x3",
                 ]  # fmt: skip
+                # Fabric NICs report speed and duplex like a real NIC: without them
+                # an 802.3ad bond keeps its ports down ("failed to get link
+                # speed/duplex"), which no physical server does.
                 for j, (nic, fd) in enumerate(zip(vm.nics, fds), start=1):
                     cmd += [
                         "-netdev", f"tap,id=net-{nic.guest},fd={fd}",
-                        "-device", f"virtio-net-pci,netdev=net-{nic.guest},id={nic.guest},mac={nic.mac},addr={3 + j:#x}",
+                        "-device", f"virtio-net-pci,netdev=net-{nic.guest},id={nic.guest},mac={nic.mac},"
+                                   f"addr={3 + j:#x},speed=10000,duplex=full" + ("" if offload else ",csum=off"),
                     ]  # fmt: skip
                 cmd += [
                     "-serial", f"file:{self.dir / (vm.name + '.console.log')}",
@@ -421,6 +455,68 @@ class Lab:
                 os.close(fd)
         vm.pid = int((self.dir / f"{vm.name}.pid").read_text().strip())
         log(f"lab {self.name}: started {vm.name} (pid {vm.pid}, ssh 127.0.0.1:{vm.port}, " f"fabric {[f'{n.guest}->{n.segment}' for n in vm.nics]})")
+
+    # the LACP switch (Open vSwitch, userspace datapath) ---------------------
+    @property
+    def ovs_dir(self) -> Path:
+        return self.dir / "ovs"
+
+    def ovs(self, *args: str) -> str:
+        """Run ovs-vsctl against this lab's switch; return its stdout."""
+        return run(["ovs-vsctl", f"--db=unix:{self.ovs_dir / 'db.sock'}", "--timeout=30", *args]).stdout
+
+    def ovs_appctl(self, *args: str) -> str:
+        """Run ovs-appctl against this lab's ovs-vswitchd; return its stdout."""
+        return run(["ovs-appctl", "-t", str(self.ovs_dir / "ovs-vswitchd.ctl"), *args]).stdout
+
+    def _start_lacp_switch(self, vms: list[Vm]) -> None:
+        if not OVS_SCHEMA.exists():
+            raise LabError(f"lacp: Open vSwitch is not installed ({OVS_SCHEMA} missing): apt-get install openvswitch-switch")
+        d = self.ovs_dir
+        d.mkdir(parents=True, exist_ok=True)
+        env = {"OVS_RUNDIR": str(d), "OVS_DBDIR": str(d), "OVS_LOGDIR": str(d), "OVS_SYSCONFDIR": str(d)}
+        netns = ["ip", "netns", "exec", self.netns, "env", *(f"{k}={v}" for k, v in env.items())]
+        run(["ovsdb-tool", "create", str(d / "conf.db"), str(OVS_SCHEMA)])
+        for daemon, first in (("ovsdb-server", str(d / "conf.db")), ("ovs-vswitchd", f"unix:{d / 'db.sock'}")):
+            extra = [f"--remote=punix:{d / 'db.sock'}"] if daemon == "ovsdb-server" else []
+            run([*netns, daemon, first, *extra, f"--pidfile={d / (daemon + '.pid')}", f"--unixctl={d / (daemon + '.ctl')}",
+                 f"--log-file={d / (daemon + '.log')}", "--detach"])  # fmt: skip
+        self.ovs("--no-wait", "init")
+        for v in vms:
+            br, up, down = f"lacp{v.index}", f"lacp{v.index}-up", f"lacp{v.index}-sw"
+            run(["ip", "-n", self.netns, "link", "add", up, "type", "veth", "peer", "name", down])
+            run(["ip", "-n", self.netns, "link", "set", down, "master", v.nics[0].segment, "up"])
+            run(["ip", "-n", self.netns, "link", "set", up, "up"])
+            self.ovs("add-br", br, "--", "set", "bridge", br, "datapath_type=netdev")
+            self.ovs("add-port", br, up)
+            self.ovs(
+                "add-bond", br, f"{br}-bond", *(n.tap for n in v.nics), "lacp=active", "bond_mode=balance-tcp",
+                "other_config:lacp-time=fast",
+            )  # fmt: skip
+            log(f"lab {self.name}: switch {br}: LACP bond of {[n.tap for n in v.nics]} ({v.name}), uplink to {v.nics[0].segment}")
+
+    def lacp(self, vm: str) -> dict:
+        """The switch's view of a VM's LACP aggregation: members and their state."""
+        v = self.vm(vm)
+        if not v.lacp:
+            raise LabError(f"lab {self.name}: {vm} has no LACP aggregation (platform key lacp)")
+        out = self.ovs_appctl("lacp/show", f"lacp{v.index}-bond")
+        members: dict[str, dict] = {}
+        current = None
+        for line in out.splitlines():
+            m = re.match(r"^member: (\S+): (.*)$", line.strip())
+            if m:
+                current = members.setdefault(m.group(1), {"status": m.group(2).split(), "partner_sys_id": None})
+            elif current is not None and line.strip().startswith("partner sys_id:"):
+                current["partner_sys_id"] = line.split(":", 1)[1].strip()
+        status = re.search(r"^\s*status: (.*)$", out, re.M)
+        sys_id = re.search(r"^\s*sys_id: (\S+)$", out, re.M)
+        return {
+            "bond": f"lacp{v.index}-bond",
+            "status": status.group(1).split() if status else [],
+            "sys_id": sys_id.group(1) if sys_id else None,
+            "members": members,
+        }
 
     def wait_ssh(self, vms: list[Vm] | None = None, key: Path | None = None, timeout: float = 420) -> None:
         """Wait until every VM accepts an ssh login."""
@@ -453,6 +549,8 @@ class Lab:
                 pid = int(pidfile.read_text().strip())
                 if any(a.startswith(f"{MARKER}{self.name}:") for a in _proc_cmdline(pid)):
                     pids.add(pid)
+        # the LACP switch's daemons: every process whose command line names a file of this lab
+        pids |= {pid for pid in _all_pids() if any(a.startswith(f"--pidfile={self.ovs_dir}/") for a in _proc_cmdline(pid))}
         for pid in pids:
             found = True
             with contextlib.suppress(ProcessLookupError):
@@ -483,14 +581,17 @@ class Lab:
     def set_link(self, vm: str, guest: str, up: bool, mode: str = "qmp") -> None:
         """Cut or restore a fabric link.
 
-        ``qmp``: the virtio NIC loses carrier (the guest sees link down, as
-        when a cable is pulled). ``tap``: the tap goes down in the lab
-        namespace; the guest keeps carrier but frames are lost (a silent
-        failure, like a dead switch port behind a media converter).
+        ``qmp``: both ends lose carrier, as when a cable is pulled: the
+        virtio NIC (QMP ``set_link``, the guest sees link down) and the tap
+        (the switch port: a bridge or an LACP bond stops using it at once).
+        ``tap``: the tap goes down in the lab namespace; the guest keeps
+        carrier but frames are lost (a silent failure, like a dead switch
+        port behind a media converter).
         """
         nic = self.nic(vm, guest)
         if mode == "qmp":
             qmp(self.dir / f"{vm}.qmp", "set_link", {"name": nic.guest, "up": up})
+            run(["ip", "-n", self.netns, "link", "set", nic.tap, "carrier", "on" if up else "off"])
         elif mode == "tap":
             run(["ip", "-n", self.netns, "link", "set", nic.tap, "up" if up else "down"])
         else:
@@ -529,6 +630,10 @@ class Lab:
             }
             for v in vms
         ]
+
+
+def _all_pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
 
 
 def _proc_state(pid: int) -> str:

@@ -13,14 +13,6 @@ import pytest
 from conftest import REPO
 
 
-# Scenarios that exist but have not passed yet, with the reason: reported as
-# skipped (never silently dropped) until they pass; see the issue notes.
-NOT_YET_PASSING = {
-    "node_network/default": "802.3ad bond over the lab's plain Linux bridges does not pass traffic yet "
-                            "(issue 4 is open); run it with scripts/molecule-all -s node_network/default",
-}
-
-
 def scenarios():
     res = subprocess.run([str(REPO / ".venv/bin/python"), "-m", "tests.hosts", "scenarios"], cwd=REPO,
                          capture_output=True, text=True, check=True)
@@ -31,8 +23,6 @@ def scenarios():
 @pytest.mark.slow
 @pytest.mark.parametrize("kind,label", scenarios(), ids=lambda v: v.replace("/", ":"))
 def test_molecule_scenario(kind, label):
-    if label in NOT_YET_PASSING and not os.environ.get("RACKBOOT_RUN_ALL_SCENARIOS"):
-        pytest.skip(NOT_YET_PASSING[label])
     res = subprocess.run([str(REPO / "scripts/molecule-all"), "--no-bootstrap", "--fail-fast", "-s", label],
                          cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=40 * 60)
     tail = "\n".join((res.stdout + res.stderr).splitlines()[-150:])

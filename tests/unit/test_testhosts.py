@@ -155,6 +155,13 @@ def test_platforms_become_vms_with_fabric_nics_in_order():
     assert len(set(macs)) == len(macs)
 
 
+def test_lacp_platforms_are_marked_and_others_are_not():
+    vms = lab.parse_platforms(
+        [{"name": "node1", "fabric": ["x", "y"], "lacp": True}, {"name": "node2", "fabric": ["x", "y"]}], "l"
+    )
+    assert [v.lacp for v in vms] == [True, False]
+
+
 def test_long_vm_names_get_short_tap_names():
     (vm,) = lab.parse_platforms([{"name": "a-very-long-node-name", "fabric": ["x"]}], "l")
     assert vm.nics[0].tap == "vm0-e1"
@@ -179,6 +186,8 @@ def test_the_shipped_vm_scenario_parses():
         ([{"name": "a", "fabirc": ["x"]}], "unknown keys"),
         ([{"name": "a", "image": "debian:12"}], "rackboot/<set>:<suite>"),
         ([{"name": f"n{i}"} for i in range(4)], "the limit is 3"),
+        ([{"name": "a", "fabric": ["x", "y"], "lacp": "yes"}], r"platforms\[0\].lacp: 'yes' must be true or false"),
+        ([{"name": "a", "fabric": ["x"], "lacp": True}], "needs at least two fabric NICs, a has 1"),
     ],
 )
 def test_bad_platforms_are_explained(platforms, message):
@@ -269,7 +278,9 @@ class FakeQemu:
                     f.flush()
 
 
-def test_link_cut_and_reset_go_through_qmp():
+def test_link_cut_and_reset_go_through_qmp(monkeypatch):
+    ip_calls = []
+    monkeypatch.setattr(lab, "run", lambda cmd, **_kw: ip_calls.append(cmd))
     lb = lab.Lab("qmp")
     lb.dir.mkdir(parents=True)
     vms = lab.parse_platforms([{"name": "node1", "fabric": ["a", "b"]}], "qmp")
@@ -283,6 +294,11 @@ def test_link_cut_and_reset_go_through_qmp():
         {"execute": "set_link", "arguments": {"name": "eth2", "up": False}},
         {"execute": "set_link", "arguments": {"name": "eth2", "up": True}},
         {"execute": "system_reset"},
+    ]
+    # a pulled cable: the switch side (the tap in the lab namespace) loses carrier too
+    assert ip_calls == [
+        ["ip", "-n", "rb-qmp", "link", "set", "node1-e2", "carrier", "off"],
+        ["ip", "-n", "rb-qmp", "link", "set", "node1-e2", "carrier", "on"],
     ]
     with pytest.raises(lab.LabError, match="no fabric NIC 'eth3'"):
         lb.set_link("node1", "eth3", up=False)
