@@ -469,6 +469,11 @@ class Lab:
         """Run ovs-appctl against this lab's ovs-vswitchd; return its stdout."""
         return run(["ovs-appctl", "-t", str(self.ovs_dir / "ovs-vswitchd.ctl"), *args]).stdout
 
+    def switch_pids(self) -> set[int]:
+        """The pids of this lab's switch daemons (their --pidfile is in the lab's directory)."""
+        prefix = f"--pidfile={self.ovs_dir}/"
+        return {pid for pid in _all_pids() if any(a.startswith(prefix) for a in _proc_cmdline(pid))}
+
     def _start_lacp_switch(self, vms: list[Vm]) -> None:
         if not OVS_SCHEMA.exists():
             raise LabError(f"lacp: Open vSwitch is not installed ({OVS_SCHEMA} missing): apt-get install openvswitch-switch")
@@ -483,14 +488,14 @@ class Lab:
                  f"--log-file={d / (daemon + '.log')}", "--detach"])  # fmt: skip
         self.ovs("--no-wait", "init")
         for v in vms:
-            br, up, down = f"lacp{v.index}", f"lacp{v.index}-up", f"lacp{v.index}-sw"
+            br, bond, up, down = _switch_names(v)
             run(["ip", "-n", self.netns, "link", "add", up, "type", "veth", "peer", "name", down])
             run(["ip", "-n", self.netns, "link", "set", down, "master", v.nics[0].segment, "up"])
             run(["ip", "-n", self.netns, "link", "set", up, "up"])
             self.ovs("add-br", br, "--", "set", "bridge", br, "datapath_type=netdev")
             self.ovs("add-port", br, up)
             self.ovs(
-                "add-bond", br, f"{br}-bond", *(n.tap for n in v.nics), "lacp=active", "bond_mode=balance-tcp",
+                "add-bond", br, bond, *(n.tap for n in v.nics), "lacp=active", "bond_mode=balance-tcp",
                 "other_config:lacp-time=fast",
             )  # fmt: skip
             log(f"lab {self.name}: switch {br}: LACP bond of {[n.tap for n in v.nics]} ({v.name}), uplink to {v.nics[0].segment}")
@@ -500,7 +505,8 @@ class Lab:
         v = self.vm(vm)
         if not v.lacp:
             raise LabError(f"lab {self.name}: {vm} has no LACP aggregation (platform key lacp)")
-        out = self.ovs_appctl("lacp/show", f"lacp{v.index}-bond")
+        bond = _switch_names(v)[1]
+        out = self.ovs_appctl("lacp/show", bond)
         members: dict[str, dict] = {}
         current = None
         for line in out.splitlines():
@@ -512,7 +518,7 @@ class Lab:
         status = re.search(r"^\s*status: (.*)$", out, re.M)
         sys_id = re.search(r"^\s*sys_id: (\S+)$", out, re.M)
         return {
-            "bond": f"lacp{v.index}-bond",
+            "bond": bond,
             "status": status.group(1).split() if status else [],
             "sys_id": sys_id.group(1) if sys_id else None,
             "members": members,
@@ -549,8 +555,7 @@ class Lab:
                 pid = int(pidfile.read_text().strip())
                 if any(a.startswith(f"{MARKER}{self.name}:") for a in _proc_cmdline(pid)):
                     pids.add(pid)
-        # the LACP switch's daemons: every process whose command line names a file of this lab
-        pids |= {pid for pid in _all_pids() if any(a.startswith(f"--pidfile={self.ovs_dir}/") for a in _proc_cmdline(pid))}
+        pids |= self.switch_pids()
         for pid in pids:
             found = True
             with contextlib.suppress(ProcessLookupError):
@@ -630,6 +635,12 @@ class Lab:
             }
             for v in vms
         ]
+
+
+def _switch_names(vm: Vm) -> tuple[str, str, str, str]:
+    """Switch bridge, LACP bond, uplink veth end in the switch, its peer in the segment."""
+    br = f"lacp{vm.index}"
+    return br, f"{br}-bond", f"{br}-up", f"{br}-sw"
 
 
 def _all_pids() -> list[int]:

@@ -26,11 +26,6 @@ pytestmark = [
 ]
 
 
-def _switch_daemons(lb):
-    return [pid for pid in lab._all_pids()
-            if any(a.startswith("--pidfile=%s/" % lb.ovs_dir) for a in lab._proc_cmdline(pid))]
-
-
 def test_lacp_switch_bonds_the_taps_and_destroy_removes_it(tmp_path, monkeypatch):
     monkeypatch.setenv("RACKBOOT_RUN", str(tmp_path / "run"))
     lb = lab.Lab("switch-test")
@@ -58,7 +53,7 @@ def test_lacp_switch_bonds_the_taps_and_destroy_removes_it(tmp_path, monkeypatch
         # the uplink: one veth end in the switch, the other a port of the VM's first segment
         assert lb.ovs("list-ports", "lacp0").split() == ["lacp0-bond", "lacp0-up"]
         assert "master fab-a" in run(["ip", "-n", lb.netns, "-o", "link", "show", "lacp0-sw"]).stdout
-        assert len(_switch_daemons(lb)) == 2
+        assert len(lb.switch_pids()) == 2
 
         with pytest.raises(lab.LabError, match="no LACP aggregation"):
             lb._save([vm, lab.parse_platforms([{"name": "node2"}], lb.name)[0]])
@@ -67,6 +62,6 @@ def test_lacp_switch_bonds_the_taps_and_destroy_removes_it(tmp_path, monkeypatch
         for fd in fds:
             os.close(fd)
         assert lb.destroy(quiet=True) is True
-    assert _switch_daemons(lb) == []
+    assert lb.switch_pids() == set()
     assert not lb.dir.exists()
     assert not Path("/run/netns/%s" % lb.netns).exists()
