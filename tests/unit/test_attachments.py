@@ -202,4 +202,4 @@ def test_errors_name_the_file_and_line():
         build(spec, "inventories/example/cluster.yml", text)
     (msg,) = exc.value.messages()
     line = next(i for i, ln in enumerate(text.splitlines(), 1) if ln.strip() == "network: nowhere")
-    assert msg.startswith("inventories/example/cluster.yml:%d: attachments[0].network: " % line)
+    assert msg.startswith("inventories/example/cluster.yml:%d: attachments[0] (x).network: " % line)
