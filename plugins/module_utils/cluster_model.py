@@ -80,6 +80,7 @@ class Model(object):
         self.routers = routers          # name -> rackboot_router
         self.groups = groups            # group name -> [host names]
         self.warnings = warnings        # list of strings
+        self.source_data = None         # the spec as read (constructed options live there)
 
     def hostvars(self, name):
         """The variables the inventory plugin sets on one host."""
@@ -167,7 +168,9 @@ class _Builder(object):
                                      nodes, pools)
         if self.problems:
             return None
-        return self.assemble(spec, cluster, nets, mgmt, pools, bgp, nodes, routers, tenants)
+        model = self.assemble(spec, cluster, nets, mgmt, pools, bgp, nodes, routers, tenants)
+        model.source_data = data
+        return model
 
     def stage(self, where, check_fn, fallback, *args):
         """Run one semantic stage.
@@ -896,8 +899,12 @@ def read_spec(path):
         raise SpecError([((), "cannot be read (%s in rackboot's reader; please report it)" % type(e).__name__)], path)
     if data is None:
         raise SpecError([((), "is empty; a cluster spec starts with 'plugin: rackboot.metal.cluster'")], path)
+    own_lines = {p: line for p, _, line in problems if line}   # a duplicate key's own line, not the first's
     problems = [(p, reason) for p, reason, _ in problems]
-    return build(data, path, text, problems=problems, lines=_lines_for([p for p, _ in problems], lines) if lines else None)
+    if lines:
+        lines = _lines_for([p for p, _ in problems], lines)
+        lines.update(own_lines)
+    return build(data, path, text, problems=problems, lines=lines or None)
 
 
 def validate_file(path):

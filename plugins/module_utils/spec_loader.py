@@ -125,7 +125,7 @@ def _scalar(event):
 
 
 class _Frame(object):
-    __slots__ = ("seq", "obj", "key", "anchor", "start", "merges", "keylines", "part", "line")
+    __slots__ = ("seq", "obj", "key", "anchor", "start", "merges", "keylines", "part", "line", "refused")
 
     def __init__(self, seq, obj, anchor, start, part, line):
         self.seq, self.obj, self.anchor, self.start, self.part, self.line = seq, obj, anchor, start, part, line
@@ -185,14 +185,16 @@ class _Reader(object):
                                       event.start_mark.line + 1, self.path(stack))
                 if len(stack) > MAX_DEPTH:
                     raise LoadProblem("nested deeper than %d levels" % MAX_DEPTH, event.start_mark.line + 1,
-                                      self.path(stack))
-                if event.tag not in (None, "!", _CORE + ("seq" if cls is ev.SequenceStartEvent else "map")):
+                                      self.path(stack)[:3])
+                refused = event.tag not in (None, "!", _CORE + ("seq" if cls is ev.SequenceStartEvent else "map"))
+                if refused:
                     self.problems.append((self._slot_path(stack), "the YAML tag %s is not allowed in a cluster spec"
                                           % _printable(event.tag), event.start_mark.line + 1))
                 self.count += 1
                 part = len(top.obj) if top.seq else top.key
                 frame = _Frame(cls is ev.SequenceStartEvent, [] if cls is ev.SequenceStartEvent else {},
                                event.anchor, self.count, part, event.start_mark.line + 1)
+                frame.refused = refused
                 if track:
                     self.lines.setdefault(self.path(stack, part), event.start_mark.line + 1)
                 stack.append(frame)
@@ -203,9 +205,10 @@ class _Reader(object):
                         for k, v in merged.items():
                             frame.obj.setdefault(k, v)
                 size = self.count - frame.start + 1
+                value = REFUSED if frame.refused else frame.obj
                 if frame.anchor is not None:
-                    self.anchors[frame.anchor] = (frame.obj, size)
-                self._add(stack, frame.obj, 0, event, frame)
+                    self.anchors[frame.anchor] = (value, size)
+                self._add(stack, value, 0, event, frame)
             elif cls is ev.AliasEvent:
                 if event.anchor not in self.anchors:
                     if any(f.anchor == event.anchor for f in stack):
