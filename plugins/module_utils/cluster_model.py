@@ -707,7 +707,9 @@ class _Builder(object):
             master, members = next(iter(masters.items()))
             ipam = self.attachment_ipam(a["ipam"] or {"type": "none"}, path + ("ipam",), net, pools)
             out.append({"name": a["name"], "namespace": a["namespace"], "type": a["type"], "network": a["network"],
-                        "master": master, "mtu": net["mtu"], "vlan": net["vlan"], "nodes": members, "ipam": ipam})
+                        "master": master, "mtu": net["mtu"], "vlan": net["vlan"], "ipam": ipam,
+                        # nodes: the subset on the network; empty when all_nodes (no O(n) list on group all)
+                        "all_nodes": len(members) == len(nodes), "nodes": [] if len(members) == len(nodes) else members})
         return out
 
     def attachment_ipam(self, ipam, path, net, pools):
@@ -763,7 +765,9 @@ class _Builder(object):
                 "name": p["name"], "mode": p["mode"], "auto_assign": p["auto_assign"],
                 "cidr": p["cidr"], "range": p["range"], "addresses": p["addresses"], "cidrs": p["cidrs"],
                 "size": p["last"] - p["first"] + 1, "network": p["network"],
-                "announce_nodes": p["announce_nodes"],
+                # announce_nodes only lists a subset (empty when every node announces).
+                "announce_all": len(p["announce_nodes"]) == len(nodes),
+                "announce_nodes": [] if len(p["announce_nodes"]) == len(nodes) else p["announce_nodes"],
             })
         bgp_pools = [p for p in pool_out if p["mode"] == "bgp"]
         cp = [n for n in nodes.values() if n["role"] == "controlplane"]
@@ -793,8 +797,12 @@ class _Builder(object):
             "controlplane_nodes": [n["name"] for n in cp],
             "networks": networks,
             "host_network": spec["host_network"],
-            "nodes": [{"name": n["name"], "role": n["role"], "rack": n["rack"], "addresses": n["addresses"],
-                       "management_address": n["management_address"]} for n in nodes.values()],
+            # Group `all` holds nothing that grows with the number of nodes:
+            # `ansible-inventory --list` copies it into every host. Per-node
+            # data is on each host (rackboot_node), the node list is groups.
+            "node_count": len(nodes),
+            "controlplane": [{"name": n["name"], "role": n["role"], "rack": n["rack"], "addresses": n["addresses"],
+                              "management_address": n["management_address"]} for n in cp],
             "routers": router_list,
             "load_balancer": {"pools": pool_out, "bgp_pools": bgp_pools,
                               "l2_pools": [p for p in pool_out if p["mode"] == "l2"], "bgp": bgp_out},
