@@ -306,9 +306,14 @@ def read(text, track_lines=False):
     reader = _Reader(track_lines)
     try:
         data = reader.run(text)
+    except yaml.reader.ReaderError as e:
+        char = e.character if isinstance(e.character, int) else ord(e.character or "\0")
+        raise LoadProblem("contains the control character U+%04X, which YAML does not allow" % char,
+                          text.count("\n", 0, e.position) + 1)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        raise LoadProblem("not valid YAML: %s" % (e.problem or e.context or e), mark.line + 1 if mark else None)
+        reason = str(e.problem or e.context or "syntax error").splitlines()[0]
+        raise LoadProblem("not valid YAML: %s" % reason, mark.line + 1 if mark else None)
     except yaml.YAMLError as e:
-        raise LoadProblem("not valid YAML: %s" % e)
+        raise LoadProblem("not valid YAML: %s" % (str(e).splitlines() or ["syntax error"])[0])
     return data, reader.problems, reader.lines
