@@ -105,7 +105,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
 from ansible.template import trust_as_template
 from ansible.utils.display import Display
 
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import SpecError, read_spec
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import SpecError, read_spec
 
 display = Display()
 

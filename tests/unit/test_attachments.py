@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import SpecError, build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import SpecError, build
 
 REPO = Path(__file__).resolve().parents[2]
 

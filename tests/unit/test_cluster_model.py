@@ -3,7 +3,7 @@ import ipaddress
 
 from conftest import SHARED, load_yaml
 
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 
 
 def links_by_name(node):

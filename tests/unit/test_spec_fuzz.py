@@ -10,7 +10,7 @@ import re
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import Model, SpecError, build, read_spec
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import Model, SpecError, build, read_spec
 from conftest import REPO, SHARED, load_yaml
 
 SPECS = [load_yaml(REPO / "inventories/lab/cluster.yml"), load_yaml(REPO / "inventories/example/cluster.yml"),

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import SpecError, read_spec, validate_file
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import SpecError, read_spec, validate_file
 from conftest import REPO
 
 LAB = (REPO / "inventories/lab/cluster.yml").read_text()
@@ -208,7 +208,7 @@ def test_not_utf8(tmp_path):
 def test_the_strict_reader_reads_what_pyyaml_reads_for_a_valid_spec():
     import yaml
 
-    from ansible_collections.rackboot.metal.plugins.module_utils.spec_loader import read
+    from ansible_collections.rackboot.metal.plugins.plugin_utils.spec_loader import read
     for name in ("lab", "example"):
         text = (REPO / "inventories" / name / "cluster.yml").read_text()
         data, problems, _ = read(text)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import SpecError, build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import SpecError, build
 
 
 def problems_of(spec):
@@ -454,7 +454,7 @@ def test_all_problems_are_reported_at_once(lab_spec):
 
 
 def test_messages_carry_line_numbers(lab_spec):
-    from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import locate_lines
+    from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import locate_lines
     text = "plugin: rackboot.metal.cluster\ncluster:\n  name: Bad_Name\n"
     lines = locate_lines(text, [("cluster", "name"), ("nodes",)])
     assert lines[("cluster", "name")] == 3

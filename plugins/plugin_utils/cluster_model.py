@@ -20,8 +20,8 @@ import re
 
 import netaddr
 
-from ansible_collections.rackboot.metal.plugins.module_utils import spec_loader
-from ansible_collections.rackboot.metal.plugins.module_utils.spec_schema import (
+from ansible_collections.rackboot.metal.plugins.plugin_utils import spec_loader
+from ansible_collections.rackboot.metal.plugins.plugin_utils.spec_schema import (
     SPEC, check, format_path, parse_ipv4, show)
 
 __all__ = ["SpecError", "Model", "build", "locate_lines", "read_spec", "validate_file"]

@@ -19,7 +19,7 @@ import ipaddress
 import re
 import unicodedata
 
-from ansible_collections.rackboot.metal.plugins.module_utils.spec_loader import BadNumber, Refused
+from ansible_collections.rackboot.metal.plugins.plugin_utils.spec_loader import BadNumber, Refused
 
 __all__ = ["Field", "SPEC", "check", "format_path", "parse_ipv4", "show", "NAME_RE", "IFNAME_RE", "IPV4_RE"]
 
