@@ -15,7 +15,14 @@ description:
   - Any C(.yml)/C(.yaml) file whose top-level C(plugin) is
     C(rackboot.metal.cluster) is a spec, whatever its name.
   - A spec with problems is refused with one line per problem naming the
-    file, line, field path and reason. Set C(unparsed_is_failed=true) in the
+    file, line, field path and reason, printed once. The spec is read by a
+    strict reader that refuses duplicate keys, non-decimal numbers (C(0200),
+    C(1:30)), control characters, oversized or too deeply nested files and
+    alias bombs (docs/cluster-spec.md, "What the reader refuses").
+  - The plugin also claims C(.yml) files whose C(plugin) is a misspelled
+    rackboot name, files without C(plugin) that have C(cluster) and C(nodes),
+    and empty files, so that their problem is reported by this plugin.
+  - One spec per inventory; a second spec in the same inventory is refused. Set C(unparsed_is_failed=true) in the
     C([inventory]) section of ansible.cfg (rackboot's does) so that a refused
     spec stops the run instead of leaving an empty inventory.
   - "Groups: C(k8s_nodes), C(controlplane), C(workers), C(routers), one per
@@ -25,7 +32,7 @@ description:
     defaults and computed values), C(rackboot_node) on nodes (role, addresses,
     resolved host network, BGP peers), C(rackboot_router) on routers (peer list,
     accepted prefixes, timers, BFD), C(ansible_host) (the management address),
-    C(rackboot_inventory_dir) (the spec's folder), and overridable defaults
+    C(rackboot_inventory_dir) (the spec's folder), C(rackboot_inventory_file), and overridable defaults
     C(rackboot_artifacts_dir) (C(<spec folder>/artifacts/<cluster name>)),
     C(rackboot_secrets_dir) (C(<spec folder>/secrets)) and
     C(rackboot_kubeconfig) (C(<artifacts dir>/kubeconfig))."
