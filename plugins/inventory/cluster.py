@@ -15,7 +15,14 @@ description:
   - Any C(.yml)/C(.yaml) file whose top-level C(plugin) is
     C(rackboot.metal.cluster) is a spec, whatever its name.
   - A spec with problems is refused with one line per problem naming the
-    file, line, field path and reason. Set C(unparsed_is_failed=true) in the
+    file, line, field path and reason, printed once. The spec is read by a
+    strict reader that refuses duplicate keys, non-decimal numbers (C(0200),
+    C(1:30)), control characters, oversized or too deeply nested files and
+    alias bombs (docs/cluster-spec.md, "What the reader refuses").
+  - The plugin also claims C(.yml) files whose C(plugin) is a misspelled
+    rackboot name, files without C(plugin) that have C(cluster) and C(nodes),
+    and empty files, so that their problem is reported by this plugin.
+  - One spec per inventory; a second spec in the same inventory is refused. Set C(unparsed_is_failed=true) in the
     C([inventory]) section of ansible.cfg (rackboot's does) so that a refused
     spec stops the run instead of leaving an empty inventory.
   - "Groups: C(k8s_nodes), C(controlplane), C(workers), C(routers), one per
@@ -25,7 +32,7 @@ description:
     defaults and computed values), C(rackboot_node) on nodes (role, addresses,
     resolved host network, BGP peers), C(rackboot_router) on routers (peer list,
     accepted prefixes, timers, BFD), C(ansible_host) (the management address),
-    C(rackboot_inventory_dir) (the spec's folder), and overridable defaults
+    C(rackboot_inventory_dir) (the spec's folder), C(rackboot_inventory_file), and overridable defaults
     C(rackboot_artifacts_dir) (C(<spec folder>/artifacts/<cluster name>)),
     C(rackboot_secrets_dir) (C(<spec folder>/secrets)) and
     C(rackboot_kubeconfig) (C(<artifacts dir>/kubeconfig))."
@@ -100,36 +107,24 @@ import os
 import re
 import time
 
-import yaml
-
-from ansible.errors import AnsibleParserError
+from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
 from ansible.template import trust_as_template
 from ansible.utils.display import Display
 
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import SpecError, build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import SpecError, read_spec
 
 display = Display()
 
-_PLUGIN_LINE = re.compile(r"^plugin:\s*['\"]?rackboot\.metal\.cluster['\"]?\s*(#.*)?$", re.M)
+# Files this plugin claims, so that a broken spec gets the plugin's own message
+# (never another plugin's unrelated complaint): a top-level `plugin:` naming
+# rackboot, even misspelled; a file without `plugin:` that has the spec's
+# top-level `cluster:` and `nodes:`; an empty file.
+_PLUGIN_LINE = re.compile(r"^plugin:\s*['\"]?[^\n]*rackboot", re.M | re.I)
+_ANY_PLUGIN = re.compile(r"^plugin\s*:", re.M)
+_SPEC_KEYS = (re.compile(r"^cluster\s*:", re.M), re.compile(r"^nodes\s*:", re.M))
+_BLANK = re.compile(r"\A(?:\s*(?:#[^\n]*)?\n?)*\Z")
 _CONSTRUCTED = ("compose", "groups", "keyed_groups", "strict", "leading_separator", "use_extra_vars")
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def load_spec(path):
-    """Read and parse a spec file; return (text, data). Errors name the file and line."""
-    try:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise AnsibleParserError("%s: cannot read cluster spec: %s" % (path, e))
-    try:
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = "%s:%d" % (path, mark.line + 1) if mark else path
-        raise AnsibleParserError("%s: not valid YAML: %s" % (where, getattr(e, "problem", None) or e))
-    return text, data
 
 
 def _trusted(value):
@@ -140,6 +135,13 @@ def _trusted(value):
     if isinstance(value, list):
         return [_trusted(v) for v in value]
     return value
+
+
+def _refuse(message):
+    """The problem list is shown once, here; Ansible's own report of the failure then carries one line."""
+    display.display(message, stderr=True, color="bright red")
+    first = message.splitlines()[0].rstrip(":")
+    return AnsibleParserError("%s (listed above)" % first if "\n" in message else message)
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable):
@@ -153,35 +155,54 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 head = f.read(1 << 20).decode("utf-8", "replace")
         except OSError:
             return False
-        return bool(_PLUGIN_LINE.search(head))
+        if _PLUGIN_LINE.search(head) or _BLANK.match(head):
+            return True
+        return not _ANY_PLUGIN.search(head) and all(k.search(head) for k in _SPEC_KEYS)
 
     def parse(self, inventory, loader, path, cache=True):
         super(InventoryModule, self).parse(inventory, loader, path, cache)
-        t0 = time.perf_counter()
-        text, data = load_spec(path)
-        started = time.perf_counter()
         try:
-            model = build(data, source=path, text=text)
+            self._parse(path)
         except SpecError as e:
-            raise AnsibleParserError(e.render())
-        if isinstance(data, dict):
-            # Jinja2 expressions of `constructed` come from the engineer's own
-            # file, as with any plugin config; the spec's values stay untrusted.
-            self.set_options(direct={k: _trusted(data[k]) for k in ("plugin",) + _CONSTRUCTED if k in data})
+            raise _refuse(e.render())
+        except AnsibleParserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug must still name the file
+            raise _refuse("%s: cannot be turned into an inventory (%s: %s; please report it)"
+                          % (path, type(e).__name__, e))
+
+    def _parse(self, path):
+        t0 = time.perf_counter()
+        # One spec, one cluster: a second spec in the same inventory would
+        # mix two clusters' hosts, groups and artifacts folders.
+        first = self.inventory.groups["all"].vars.get("rackboot_inventory_file")
+        if first is not None and str(first) != os.path.abspath(path):
+            raise SpecError([((), "a second cluster spec in one inventory (the first is %s); give each cluster "
+                                  "its own inventory folder" % first)], path)
+        model = read_spec(path)
+        built = time.perf_counter()
+        data = model.source_data
+        # Jinja2 expressions of `constructed` come from the engineer's own
+        # file, as with any plugin config; the spec's values stay untrusted.
+        self.set_options(direct={k: _trusted(data[k]) for k in ("plugin",) + _CONSTRUCTED if k in data})
         for warning in model.warnings:
             display.warning("%s: %s" % (path, warning))
-        built = time.perf_counter()
-        self.populate(model, os.path.dirname(os.path.abspath(path)))
+        try:
+            self.populate(model, os.path.dirname(os.path.abspath(path)), os.path.abspath(path))
+        except AnsibleError as e:
+            # compose/groups/keyed_groups expressions, or a group they create
+            raise SpecError([(("compose",), "cannot be applied: %s" % e.message)], path)
         done = time.perf_counter()
         # Read by scripts/bench-inventory; shown with -vvv.
-        self.timing = {"yaml_load": started - t0, "model": built - started, "publish": done - built}
-        display.vvv("rackboot.metal.cluster: %s: %d nodes, %d routers; YAML %.3f s, model %.3f s, publish %.3f s"
-                    % (path, len(model.nodes), len(model.routers), started - t0, built - started, done - built))
+        self.timing = {"read_and_model": built - t0, "publish": done - built}
+        display.vvv("rackboot.metal.cluster: %s: %d nodes, %d routers; read + model %.3f s, publish %.3f s"
+                    % (path, len(model.nodes), len(model.routers), built - t0, done - built))
 
-    def populate(self, model, inventory_dir):
+    def populate(self, model, inventory_dir, spec_file):
         inv = self.inventory
         inv.set_variable("all", "rackboot_cluster", model.cluster)
         inv.set_variable("all", "rackboot_inventory_dir", inventory_dir)
+        inv.set_variable("all", "rackboot_inventory_file", spec_file)
         # Defaults for every playbook wherever it lives (playbook group_vars only
         # reach playbooks in one folder); group_vars or -e override them.
         inv.set_variable("all", "rackboot_artifacts_dir",

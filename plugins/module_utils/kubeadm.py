@@ -96,7 +96,7 @@ def _dedupe(items):
 
 def cert_sans(cluster):
     """API server certificate names: the VIP, the spec's extras, every control plane's name and address."""
-    cps = [n for n in cluster["nodes"] if n["role"] == "controlplane"]
+    cps = cluster["controlplane"]
     return _dedupe([cluster["api_vip"]] + list(cluster.get("cert_sans") or [])
                    + [n["name"] for n in cps] + [n["management_address"] for n in cps])
 
@@ -318,8 +318,7 @@ def join_plan(cluster, controlplane_state, play_hosts, node_state):
     ``init`` is the bootstrap node when no control plane has been set up yet (else None); ``source`` is
     the control plane that hands out join material and the kubeconfig.
     """
-    nodes = cluster["nodes"]
-    cps = [n["name"] for n in nodes if n["role"] == "controlplane"]
+    cps = list(cluster["controlplane_nodes"])
     missing = [c for c in cps if c not in controlplane_state]
     if missing:
         raise KubeadmError("no state for control plane(s) %s" % ", ".join(missing))
@@ -345,10 +344,11 @@ def join_plan(cluster, controlplane_state, play_hosts, node_state):
             return not (controlplane_state[name].get("kubelet_conf") or controlplane_state[name].get("admin_conf"))
         return not node_state.get(name)
 
-    ordered = [n for n in nodes if n["name"] in in_play]
-    join_cps = [n["name"] for n in ordered if n["role"] == "controlplane" and needs_join(n["name"])]
-    join_workers = [n["name"] for n in ordered if n["role"] == "worker" and needs_join(n["name"])]
-    joined = [n["name"] for n in ordered if n["name"] != init and not needs_join(n["name"])]
+    # The play's hosts come in inventory order, which is spec order.
+    ordered = list(play_hosts)
+    join_cps = [n for n in ordered if n in cps and needs_join(n)]
+    join_workers = [n for n in ordered if n not in cps and needs_join(n)]
+    joined = [n for n in ordered if n != init and not needs_join(n)]
     if (join_cps or join_workers) and source is None:
         raise KubeadmError("control plane(s) %s are set up (kubelet.conf present) but none has %s: rackboot "
                            "cannot issue join tokens; restore admin.conf or reset those nodes"

@@ -113,7 +113,7 @@ def chart_source(cluster, component, chart_ref, repo_url, version):
 # ----------------------------------------------------------------------------
 def kube_ovn_values(cluster, namespace=None, version=None):
     """Kube-OVN values: one pod CIDR with central IPAM; LB and NetworkPolicy left to Cilium."""
-    cps = [n for n in cluster["nodes"] if n["role"] == "controlplane"]
+    cps = cluster["controlplane"]
     values = {
         "namespace": namespace or DEFAULT_NAMESPACES["kube_ovn"],
         # ovn-central runs on the control planes: name them by label and by the
@@ -210,7 +210,7 @@ def cilium_values(cluster):
         "daemon": {"enableSourceIPVerification": False},
         "loadBalancer": {"algorithm": "maglev"},
         "ipam": {"mode": "kubernetes"},
-        "operator": {"replicas": min(2, len(cluster["nodes"]))},
+        "operator": {"replicas": min(2, cluster["node_count"])},
         "hubble": {"enabled": hubble, "relay": {"enabled": hubble}, "ui": {"enabled": hubble_ui}},
     }
     if _talos(cluster):
@@ -410,7 +410,6 @@ def metallb_resources(cluster, namespace=None, password_secret="rackboot-bgp-pas
     """Pools, advertisements, BFD profile and one BGPPeer per router (the routers' side of the sessions)."""
     ns = namespace or DEFAULT_NAMESPACES["metallb"]
     lb = cluster.get("load_balancer") or {}
-    node_names = [n["name"] for n in cluster["nodes"]]
     out = []
     for pool in lb.get("pools") or []:
         out.append({"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
@@ -419,7 +418,7 @@ def metallb_resources(cluster, namespace=None, password_secret="rackboot-bgp-pas
     for pool in lb.get("l2_pools") or []:
         spec = {"ipAddressPools": [pool["name"]]}
         # Only nodes on the pool's network can answer ARP for it.
-        if sorted(pool["announce_nodes"]) != sorted(node_names):
+        if not pool["announce_all"]:
             spec["nodeSelectors"] = [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In",
                                                             "values": list(pool["announce_nodes"])}]}]
         out.append({"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement",

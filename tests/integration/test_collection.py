@@ -22,7 +22,7 @@ def test_build_and_install(tmp_path):
     artifact = next(tmp_path.glob("rackboot-metal-*.tar.gz"))
     names = tarfile.open(artifact).getnames()
     assert "plugins/inventory/cluster.py" in names
-    assert "plugins/module_utils/cluster_model.py" in names
+    assert "plugins/plugin_utils/cluster_model.py" in names
     assert not any(n.startswith(("collections/", ".venv/", "tests/hosts/__pycache__")) for n in names)
     assert not any("vault-password" in n or n.endswith("talos-secrets.yaml") for n in names)
 

@@ -90,13 +90,17 @@ def test_a_bad_spec_fails_with_clear_messages_and_no_traceback(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode != 0
     assert "Traceback" not in out
-    assert "nodes[2].addresses.mgmt: 192.168.101.5 is outside network mgmt 10.77.0.0/24" in out
-    assert "networks[1].vlan: value 4095 is outside 1-4094" in out
-    assert "nodes[0].rol: unknown key; did you mean 'role'?" in out
+    assert "nodes[2] (node3).addresses.mgmt: 192.168.101.5 is outside network mgmt 10.77.0.0/24" in out
+    assert "networks[1] (peering).vlan: value 4095 is outside 1-4094" in out
+    assert "nodes[0] (node1).rol: unknown key; did you mean 'role'?" in out
     # file and line of each problem
     lines = path.read_text().splitlines()
     vlan_line = next(i + 1 for i, line in enumerate(lines) if "vlan: 4095" in line)
-    assert "%s:%d: networks[1].vlan" % (path, vlan_line) in out
+    assert "%s:%d: networks[1] (peering).vlan" % (path, vlan_line) in out
+    # the list once, one problem per root cause, nothing from other plugins
+    assert out.count("value 4095 is outside") == 1, out
+    assert "3 problems in cluster spec" in out
+    assert "not YAML inventory" not in out
 
 
 def test_invalid_yaml_is_reported_with_its_line(tmp_path):
@@ -105,7 +109,31 @@ def test_invalid_yaml_is_reported_with_its_line(tmp_path):
     res = inventory("-i", str(path), "--list")
     out = res.stdout + res.stderr
     assert res.returncode != 0 and "Traceback" not in out
-    assert "%s:4: not valid YAML" % path in out
+    assert "%s:4: (top level): not valid YAML" % path in out
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("", "is empty"),
+    ("plugin: rackboot.metal.clustr\ncluster: {}\n", "did you mean 'rackboot.metal.cluster'"),
+    ("cluster: {name: x}\nnodes: []\n", "plugin: is required"),
+])
+def test_broken_files_get_the_plugins_own_message(tmp_path, text, reason):
+    path = tmp_path / "cluster.yml"
+    path.write_text(text)
+    res = inventory("-i", str(path), "--list")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and reason in out, out
+    assert "not YAML inventory" not in out and "Traceback" not in out
+
+
+def test_two_specs_in_one_inventory_are_refused(tmp_path):
+    for name in ("a.yml", "b.yml"):
+        shutil.copy(REPO / "inventories/lab/cluster.yml", tmp_path / name)
+    res = inventory("-i", str(tmp_path), "--list")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "a second cluster spec in one inventory (the first is %s)" % (tmp_path / "a.yml") in out
+    assert str(tmp_path / "b.yml") in out
 
 
 def test_playbook_stops_before_touching_hosts_on_a_bad_spec(tmp_path):

@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 import yaml
 
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import SpecError, build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import SpecError, build
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +52,7 @@ def test_the_example_attachment_uses_each_nodes_storage_bridge():
     (att,) = _build(spec).cluster["attachments"]
     assert (att["name"], att["type"], att["network"]) == ("storage", "bridge", "storage")
     assert att["master"] == spec["host_network"]["bridges"][0]["name"]
-    assert att["nodes"] == [n["name"] for n in spec["nodes"]]
+    assert att["all_nodes"] and att["nodes"] == []   # every node: no list on group all
 
 
 def test_macvlan_master_is_the_nodes_link_on_the_network():
@@ -62,7 +62,7 @@ def test_macvlan_master_is_the_nodes_link_on_the_network():
     on_net = {name: n["network"]["networks"]["backup"] for name, n in model.nodes.items()
               if "backup" in n["network"]["networks"]}
     assert on_net, "the example spec puts some nodes on the backup network"
-    assert att["nodes"] == list(on_net)
+    assert not att["all_nodes"] and att["nodes"] == list(on_net)
     assert {att["master"]} == set(on_net.values())
     net = next(n for n in model.cluster["networks"] if n["name"] == "backup")
     assert (att["mtu"], att["vlan"], att["namespace"]) == (net["mtu"], net["vlan"], "default")
@@ -202,4 +202,4 @@ def test_errors_name_the_file_and_line():
         build(spec, "inventories/example/cluster.yml", text)
     (msg,) = exc.value.messages()
     line = next(i for i, ln in enumerate(text.splitlines(), 1) if ln.strip() == "network: nowhere")
-    assert msg.startswith("inventories/example/cluster.yml:%d: attachments[0].network: " % line)
+    assert msg.startswith("inventories/example/cluster.yml:%d: attachments[0] (x).network: " % line)

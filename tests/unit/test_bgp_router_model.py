@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.rackboot.metal.plugins.filter.bgp_router import bgp_router_model
 from ansible_collections.rackboot.metal.plugins.module_utils.bgp_router import MASK, router_config
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 
 TEMPLATES = REPO / "roles" / "bgp_router" / "templates"
 VTYSH = shutil.which("vtysh")

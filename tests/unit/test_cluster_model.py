@@ -3,7 +3,7 @@ import ipaddress
 
 from conftest import REPO, load_yaml
 
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 
 
 def links_by_name(node):
@@ -163,7 +163,7 @@ def test_pools_split_by_mode(example_spec):
     for c in lan["cidrs"]:
         covered |= set(ipaddress.ip_network(c))
     assert covered == {ipaddress.ip_address("10.10.0.200") + i for i in range(21)}
-    assert set(lan["announce_nodes"]) == {n["name"] for n in example_spec["nodes"]}
+    assert lan["announce_all"] and lan["announce_nodes"] == []   # every node is on mgmt
 
 
 def test_hostvars_of_a_node(lab_spec):

@@ -9,7 +9,7 @@ import kubernetes.client as k8s
 import pytest
 
 from ansible_collections.rackboot.metal.plugins.module_utils import kubeadm as kb
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 
 VERSION = "0.9.2"
 

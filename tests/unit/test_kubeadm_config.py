@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from ansible_collections.rackboot.metal.plugins.module_utils import kubeadm as kb
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 
 # Field names of the kubeadm v1beta4 types rackboot writes, from the upstream API reference.
 V1BETA4_FIELDS = {

@@ -4,7 +4,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.rackboot.metal.plugins.module_utils import kubeadm as kb
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 
 TOKEN = "9a08jv.c0izixklcxtmnze7"
 CA_HASH = "sha256:" + "0123456789abcdef" * 4

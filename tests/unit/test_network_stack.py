@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from ansible_collections.rackboot.metal.plugins.module_utils import network_stack as ns
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream as pinned
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.rackboot.metal.plugins.module_utils import cluster_model
+from ansible_collections.rackboot.metal.plugins.plugin_utils import cluster_model
 from ansible_collections.rackboot.metal.plugins.module_utils.netplan import netplan_document, render_netplan
 from ansible_collections.rackboot.metal.plugins.module_utils.networkd import (
     PREFIX, ModelError, check_links, comment_out_stanzas, delete_order, ifupdown_stanzas, render_networkd,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.rackboot.metal.plugins.module_utils import cluster_model
+from ansible_collections.rackboot.metal.plugins.plugin_utils import cluster_model
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / ".venv/bin/ansible"

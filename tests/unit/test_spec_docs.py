@@ -1,7 +1,7 @@
 """docs/cluster-spec.md documents every field of the schema, as generated."""
 from conftest import REPO
 
-from ansible_collections.rackboot.metal.plugins.module_utils.spec_schema import reference_markdown
+from ansible_collections.rackboot.metal.plugins.plugin_utils.spec_schema import reference_markdown
 
 
 def test_field_reference_matches_the_schema():

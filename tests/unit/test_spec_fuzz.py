@@ -5,10 +5,12 @@ must either accept it or refuse it with its own SpecError, whose every line
 names the file and a field path. Any other exception is a bug.
 """
 import copy
+import os
+import re
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import Model, SpecError, build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import Model, SpecError, build, read_spec
 from conftest import REPO, load_yaml
 
 SPECS = [load_yaml(REPO / "inventories/lab/cluster.yml"), load_yaml(REPO / "inventories/example/cluster.yml")]
@@ -102,3 +104,74 @@ def test_any_document_is_refused_clearly(doc):
         build(doc, source="fuzz.yml")
     except SpecError as e:
         assert e.messages()
+
+
+# --- YAML-level mutations: what the loaded-data fuzzer above cannot produce -----
+LAB_TEXT = (REPO / "inventories/lab/cluster.yml").read_text()
+LAB_LINES = LAB_TEXT.splitlines(keepends=True)
+UNICODE_DIGITS = "０１２３４５６７８９٠١٢٣٤٥٦٧٨٩०१२३"
+NUMBER_FORMS = ["0200", "06443", "1:30", "0x1F", "0b101", "0o17", "1_000", "99999999999999999999999999999999999",
+                "-0", "+5", ".inf", "1e3", "0.5"]
+CONTROL = ["\\n", "\\t", "\\r", "\\0", "\\e", "\\x7f", "\\u200b", "\\u2028"]
+
+
+@st.composite
+def mutated_texts(draw):
+    lines = list(LAB_LINES)
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(lines) - 1))
+        line = lines[i]
+        action = draw(st.sampled_from(["duplicate_line", "number_form", "control_char", "unicode_digit", "alias",
+                                       "self_alias", "anchor_swap", "flow_duplicate", "garbage"]))
+        if action == "duplicate_line":
+            lines.insert(i, line)
+        elif action == "number_form":
+            lines[i] = re.sub(r"(?<=: )\d+\b", draw(st.sampled_from(NUMBER_FORMS)), line, count=1)
+        elif action == "control_char" and ": " in line:
+            key, _, value = line.rstrip("\n").partition(": ")
+            pos = draw(st.integers(0, len(value)))
+            value = value.replace('"', "")
+            lines[i] = '%s: "%s%s%s"\n' % (key, value[:pos], draw(st.sampled_from(CONTROL)), value[pos:])
+        elif action == "unicode_digit":
+            digits = [m.start() for m in re.finditer(r"\d", line)]
+            if digits:
+                pos = draw(st.sampled_from(digits))
+                lines[i] = line[:pos] + draw(st.sampled_from(UNICODE_DIGITS)) + line[pos + 1:]
+        elif action == "alias" and line.rstrip().endswith(":"):
+            lines[i] = line.rstrip("\n") + " &x\n"
+            j = draw(st.integers(0, len(lines) - 1))
+            lines[j] = re.sub(r"(?<=: ).*$", "*x", lines[j], count=1)
+        elif action == "self_alias" and line.rstrip().endswith(":"):
+            lines[i] = line.rstrip("\n") + " &me\n"
+            lines.insert(i + 1, line[:len(line) - len(line.lstrip())] + "  loop: *me\n")
+        elif action == "anchor_swap":
+            lines[i] = re.sub(r"(?<=: )(\S+)$", r"&a \1", line.rstrip("\n"), count=1) + "\n"
+            lines.append("extra: [*a, *a, *a]\n")
+        elif action == "flow_duplicate" and "{" in line:
+            lines[i] = re.sub(r"\{(\w+): ([^,}]+)", r"{\1: \2, \1: \2", line, count=1)
+        elif action == "garbage":
+            lines[i] = line[:draw(st.integers(0, len(line)))] + draw(st.text(max_size=6)) + "\n"
+    return "".join(lines)
+
+
+@settings(max_examples=300, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_texts())
+def test_yaml_mutations_are_accepted_or_refused_with_a_location(text):
+    import tempfile
+    import time
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False, encoding="utf-8") as f:
+        f.write(text)
+    try:
+        started = time.perf_counter()
+        try:
+            read_spec(f.name)
+        except SpecError as e:
+            messages = e.messages()
+            assert messages, "SpecError without problems"
+            for m in messages:
+                assert re.match(re.escape(f.name) + r"(:\d+)?: \S.*: \S", m), m
+                assert not any(ch in m for ch in "\n\r\x1b\x00"), m
+        assert time.perf_counter() - started < 5
+    finally:
+        os.unlink(f.name)

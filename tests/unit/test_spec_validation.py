@@ -3,9 +3,11 @@
 Each case starts from the lab spec (valid), breaks exactly one thing and
 asserts that the model refuses it with the expected field path and reason.
 """
+import re
+
 import pytest
 
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import SpecError, build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import SpecError, build
 
 
 def problems_of(spec):
@@ -15,7 +17,8 @@ def problems_of(spec):
 
 
 def assert_problem(spec, path, fragment):
-    msgs = problems_of(spec)
+    """``path`` without item names: 'nodes[1] (node2).role' is matched by 'nodes[1].role'."""
+    msgs = [re.sub(r"\] \([a-z0-9-]+\)", "]", m) for m in problems_of(spec)]
     wanted = "spec.yml: %s: " % path
     hits = [m for m in msgs if m.startswith(wanted) and fragment in m]
     assert hits, "expected %r with %r, got:\n%s" % (path, fragment, "\n".join(msgs))
@@ -443,12 +446,15 @@ def test_all_problems_are_reported_at_once(lab_spec):
     node(lab_spec, "node3")["addresses"]["mgmt"] = "192.168.101.5"
     lab_spec["routers"][0]["asn"] = 0
     msgs = problems_of(lab_spec)
-    for path in ("cluster.distribution", "networks[1].vlan", "nodes[2].addresses.mgmt", "routers[0].asn"):
+    for path in ("cluster.distribution", "networks[1] (peering).vlan", "nodes[2] (node3).addresses.mgmt",
+                 "routers[0] (rtr-frr).asn"):
         assert any(": %s: " % path in m for m in msgs), msgs
+    # One root cause, one message: the VLAN that failed is not used by later checks.
+    assert len(msgs) == 4, msgs
 
 
 def test_messages_carry_line_numbers(lab_spec):
-    from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import locate_lines
+    from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import locate_lines
     text = "plugin: rackboot.metal.cluster\ncluster:\n  name: Bad_Name\n"
     lines = locate_lines(text, [("cluster", "name"), ("nodes",)])
     assert lines[("cluster", "name")] == 3

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from ansible_collections.rackboot.metal.plugins.module_utils import talos_cli, talos_config, talos_secrets
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("talos_fakectl", pathlib.Path(__file__).with_name("test_talos_fakectl.py"))

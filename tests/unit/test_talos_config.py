@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from ansible_collections.rackboot.metal.plugins.module_utils import talos_config, talos_network, talos_secrets
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

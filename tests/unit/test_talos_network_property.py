@@ -16,7 +16,7 @@ import pathlib
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.rackboot.metal.plugins.module_utils import talos_config, talos_secrets
-from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 
 _spec = importlib.util.spec_from_file_location("talos_config_tests",
                                                pathlib.Path(__file__).with_name("test_talos_config.py"))

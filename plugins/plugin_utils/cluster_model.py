@@ -16,18 +16,25 @@ filters and modules consume it instead of re-deriving it.
 
 from __future__ import annotations
 
-import socket
+import re
 
 import netaddr
 
-from ansible_collections.rackboot.metal.plugins.module_utils.spec_schema import (
-    SPEC, check, format_path)
+from ansible_collections.rackboot.metal.plugins.plugin_utils import spec_loader
+from ansible_collections.rackboot.metal.plugins.plugin_utils.spec_schema import (
+    SPEC, check, format_path, parse_ipv4, show)
 
-__all__ = ["SpecError", "Model", "build", "locate_lines"]
+__all__ = ["SpecError", "Model", "build", "locate_lines", "read_spec", "validate_file"]
 
 RESERVED_NAMESPACES = frozenset(["default", "kube-system", "kube-public", "kube-node-lease",
                                  "cozy-cilium", "cozy-kubeovn", "cozy-multus", "cozy-metallb",
                                  "cozy-proxy", "metallb-system"])
+# Group names the plugin creates (and Ansible's own): a host of the same name
+# makes Ansible fail with "can't add group to itself".
+RESERVED_HOST_NAMES = frozenset(["all", "ungrouped", "localhost", "k8s_nodes", "controlplane", "workers", "routers",
+                                 "talos", "kubeadm", "frr", "bird"])
+# Kernel names of physical NICs; a bridge named like one would take over a real device.
+_NIC_NAME = re.compile(r"(?:eth|eno|ens|enp|enx|em|ib|wl|ww|p[0-9]+p)[0-9a-f]", re.ASCII)
 BOND_DEFAULTS = {
     "802.3ad": {"lacp_rate": "fast", "xmit_hash_policy": "layer3+4"},
     "balance-xor": {"xmit_hash_policy": "layer3+4"},
@@ -38,19 +45,24 @@ BOND_DEFAULTS = {
 class SpecError(Exception):
     """The spec is invalid. ``problems`` is a list of (path tuple, reason)."""
 
-    def __init__(self, problems, source=None, lines=None):
+    def __init__(self, problems, source=None, lines=None, data=None):
         self.problems = problems
         self.source = source or "<cluster spec>"
         self.lines = lines or {}
+        self.data = data
         super(SpecError, self).__init__(self.render())
+
+    def items(self):
+        """The problems as data: ``[{file, line, path, message}]`` (line may be None)."""
+        return [{"file": self.source, "line": self.lines.get(path), "path": format_path(path, self.data),
+                 "message": reason} for path, reason in self.problems]
 
     def messages(self):
         """One line per problem: 'FILE:LINE: PATH: REASON'."""
         out = []
-        for path, reason in self.problems:
-            line = self.lines.get(path)
-            where = "%s:%d" % (self.source, line) if line else self.source
-            out.append("%s: %s: %s" % (where, format_path(path), reason))
+        for item in self.items():
+            where = "%s:%d" % (item["file"], item["line"]) if item["line"] else item["file"]
+            out.append("%s: %s: %s" % (where, item["path"], item["message"]))
         return out
 
     def render(self):
@@ -68,6 +80,7 @@ class Model(object):
         self.routers = routers          # name -> rackboot_router
         self.groups = groups            # group name -> [host names]
         self.warnings = warnings        # list of strings
+        self.source_data = None         # the spec as read (constructed options live there)
 
     def hostvars(self, name):
         """The variables the inventory plugin sets on one host."""
@@ -79,9 +92,12 @@ class Model(object):
 
 
 def _ip(text):
-    # The schema has already checked the dotted-quad form; building from the
-    # integer skips netaddr's slower string parser (2,000-node specs).
-    return netaddr.IPAddress(int.from_bytes(socket.inet_aton(text), "big"), 4)
+    # Strict dotted quad only (the schema checked it); building from the
+    # integer also skips netaddr's slower string parser (5,000-node specs).
+    value = parse_ipv4(text)
+    if value is None:
+        raise ValueError("not a strict IPv4 address")
+    return netaddr.IPAddress(value, 4)
 
 
 def _net(text):
@@ -98,10 +114,15 @@ def _usable(net, ip):
 
 
 class _Builder(object):
-    def __init__(self):
-        self.problems = []
+    def __init__(self, problems=None):
+        self.problems = list(problems or [])
         self.warnings = []
         self.owners = {}     # IPAddress -> (path, description) of every assigned address
+        self.failed = set()  # every prefix of a path whose own check failed
+
+    def broken(self, *path):
+        """``path`` (or something inside it) failed its own check: later checks must not use it."""
+        return tuple(path) in self.failed
 
     def err(self, path, reason):
         self.problems.append((tuple(path), reason))
@@ -117,50 +138,62 @@ class _Builder(object):
     # ------------------------------------------------------------------
     def run(self, data):
         self.raw = data
+        if not isinstance(data, dict):
+            self.err((), "a cluster spec is a mapping that starts with 'plugin: rackboot.metal.cluster', not %s"
+                     % ("a list" if isinstance(data, list) else "a single value"))
+            return None
         spec = check(data, SPEC, (), self.problems)
         if spec is None:
             return None
         # Problems found so far are structural: see stage().
         self.structural_done = bool(self.problems)
+        for path, _ in self.problems:
+            for k in range(len(path) + 1):
+                self.failed.add(tuple(path[:k]))
         cluster = spec["cluster"] or {}
         lb = spec["load_balancer"] or {}
         stage = self.stage
-        nets = stage(self.networks, {}, spec["networks"] or [])
-        cidrs = stage(self.cluster_cidrs, [], cluster)
-        mgmt = stage(self.management, None, cluster, spec["host_network"], nets)
-        pools = stage(self.pools, [], lb, nets)
-        stage(self.overlaps, None, cidrs, nets, pools)
-        bgp = stage(self.bgp_settings, None, lb, nets, pools)
-        nodes = stage(self.nodes, {}, spec, nets, mgmt, bgp)
-        routers = stage(self.routers, {}, spec["routers"] or [], nets, bgp, nodes)
-        stage(self.pool_membership, None, pools, nets, nodes)
-        stage(self.address_collisions, None, pools)
-        tenants = stage(self.tenants, [], spec["tenants"] or [])
-        self.attachment_list = stage(self.attachments, [], spec.get("attachments") or [], nets, nodes, pools)
+        nets = stage(("networks",), self.networks, {}, spec["networks"] or [])
+        cidrs = stage(("cluster",), self.cluster_cidrs, [], cluster)
+        mgmt = stage(("cluster",), self.management, None, cluster, spec["host_network"], nets)
+        pools = stage(("load_balancer", "pools"), self.pools, [], lb, nets)
+        stage(("networks",), self.overlaps, None, cidrs, nets, pools)
+        bgp = stage(("load_balancer", "bgp"), self.bgp_settings, None, lb, nets, pools)
+        nodes = stage(("nodes",), self.nodes, {}, spec, nets, mgmt, bgp)
+        routers = stage(("routers",), self.routers, {}, spec["routers"] or [], nets, bgp, nodes)
+        stage(("load_balancer", "pools"), self.pool_membership, None, pools, nets, nodes)
+        stage(("load_balancer", "pools"), self.address_collisions, None, pools)
+        tenants = stage(("tenants",), self.tenants, [], spec["tenants"] or [])
+        self.attachment_list = stage(("attachments",), self.attachments, [], spec.get("attachments") or [], nets,
+                                     nodes, pools)
         if self.problems:
             return None
-        return self.assemble(spec, cluster, nets, mgmt, pools, bgp, nodes, routers, tenants)
+        model = self.assemble(spec, cluster, nets, mgmt, pools, bgp, nodes, routers, tenants)
+        model.source_data = data
+        return model
 
-    def stage(self, check_fn, fallback, *args):
+    def stage(self, where, check_fn, fallback, *args):
         """Run one semantic stage.
 
         When the structural check already found problems, some values are None
         and a stage may trip over them: those problems are what gets reported,
         and the stage's own result is replaced by ``fallback``. On a spec
-        without structural problems every exception is a bug and propagates.
+        without structural problems an exception is a bug, reported as a
+        problem of the section (never a bare traceback).
         """
-        structural = self.structural_done
         try:
             return check_fn(*args)
-        except (TypeError, KeyError, AttributeError, ValueError):
-            if not structural:
-                raise
+        except Exception as e:  # noqa: BLE001 - every failure becomes a spec problem
+            if not self.structural_done:
+                self.err(where, "cannot be checked (%s in rackboot's %s check; please report it)"
+                         % (type(e).__name__, check_fn.__name__))
             return fallback
 
     # ------------------------------------------------------------------
     def networks(self, items):
         nets = {}
         vlans = {}
+        routed = {}
         for i, n in enumerate(items):
             if not n or n["name"] is None:
                 continue
@@ -169,7 +202,9 @@ class _Builder(object):
                 self.err(path + ("name",), "duplicate network name %r" % n["name"])
                 continue
             net = self.canonical(n["cidr"], path + ("cidr",))
-            entry = dict(n, index=i, net=net)
+            # A network whose own fields failed is known by name (no "does not
+            # exist" follow-ons) but not used by any later check.
+            entry = dict(n, index=i, net=net, broken=self.broken(*path) or net is None)
             nets[n["name"]] = entry
             if n["vlan"] is not None:
                 if n["vlan"] in vlans:
@@ -186,7 +221,14 @@ class _Builder(object):
                 else:
                     self.claim(gw, path + ("gateway",), "the gateway of network %s" % n["name"])
             for j, route in enumerate(n["routes"] or []):
-                self.canonical(route, path + ("routes", j))
+                dest = self.canonical(route, path + ("routes", j))
+                if dest is not None and dest.prefixlen == 0:
+                    self.err(path + ("routes", j), "a default route; the management network's gateway is the "
+                             "default route (a second one makes the path depend on metrics)")
+                elif dest is not None and str(dest) in routed:
+                    self.err(path + ("routes", j), "%s is already routed via network %s" % (dest, routed[str(dest)]))
+                elif dest is not None:
+                    routed[str(dest)] = n["name"]
             if n["routes"] and n["gateway"] is None:
                 self.err(path + ("routes",), "routes need a gateway on network %s" % n["name"])
         return nets
@@ -195,7 +237,11 @@ class _Builder(object):
         """Parse a CIDR; report host bits set. Returns IPNetwork or None."""
         if text is None:
             return None
-        net = _net(text)
+        try:
+            net = _net(text)
+        except (netaddr.AddrFormatError, ValueError, TypeError):
+            self.err(path, "is not a CIDR")
+            return None
         if net.ip != net.network:
             self.err(path, "%s has host bits set; the network is %s" % (text, net.cidr))
             return None
@@ -205,8 +251,18 @@ class _Builder(object):
         out = []
         for key in ("pod_cidr", "service_cidr", "join_cidr"):
             net = self.canonical(cluster.get(key), ("cluster", key))
-            if net is not None:
-                out.append((("cluster", key), key, net))
+            if net is None:
+                continue
+            # .1 and .10 of the service CIDR are the API and DNS service IPs;
+            # kube-apiserver refuses a service CIDR wider than /12.
+            if key == "service_cidr" and not 12 <= net.prefixlen <= 28:
+                self.err(("cluster", key), "%s must be between /12 and /28 (the API service is .1, DNS .10; "
+                         "kube-apiserver refuses more than /12)" % net)
+                continue
+            if key in ("pod_cidr", "join_cidr") and net.prefixlen > 24:
+                self.err(("cluster", key), "%s is too small: at most /24 (every node takes addresses from it)" % net)
+                continue
+            out.append((("cluster", key), key, net))
         return out
 
     def overlaps(self, cidrs, nets, pools):
@@ -276,16 +332,12 @@ class _Builder(object):
                 entry.update(first=net.first, last=net.last, text=p["cidr"], cidrs=[str(net)],
                              addresses=[str(net)])
                 continue
-            start, sep, end = (s.strip() for s in p["range"].partition("-"))
-            try:
-                if not sep:
-                    raise ValueError
-                lo, hi = _ip(start), _ip(end)
-                if lo.version != 4 or hi.version != 4:
-                    raise ValueError
-            except (ValueError, netaddr.AddrFormatError):
-                self.err(path + ("range",), "%r is not a range FIRST-LAST of IPv4 addresses" % p["range"])
+            start, sep, end = (s.strip(" ") for s in p["range"].partition("-"))
+            if not sep or parse_ipv4(start) is None or parse_ipv4(end) is None:
+                self.err(path + ("range",), "%s is not a range FIRST-LAST of IPv4 addresses (dotted quads, ASCII "
+                         "digits, no leading zeros)" % show(p["range"]))
                 continue
+            lo, hi = _ip(start), _ip(end)
             if lo > hi:
                 self.err(path + ("range",), "range start %s is after its end %s" % (lo, hi))
                 continue
@@ -302,7 +354,9 @@ class _Builder(object):
             return None
         path = ("load_balancer", "bgp")
         net = nets.get(bgp["network"]) if bgp["network"] else None
-        if bgp["network"] and net is None:
+        if net is not None and net["broken"]:
+            net = None  # its own problem is reported; nothing below may use it
+        elif bgp["network"] and net is None:
             self.err(path + ("network",), "network %r does not exist (networks: %s)"
                      % (bgp["network"], ", ".join(nets)))
         if bgp["hold_time"] and bgp["keepalive_time"] and bgp["keepalive_time"] >= bgp["hold_time"]:
@@ -324,6 +378,10 @@ class _Builder(object):
             if node["name"] in out:
                 self.err(path + ("name",), "duplicate node name %r" % node["name"])
                 continue
+            if node["name"] in RESERVED_HOST_NAMES:
+                self.err(path + ("name",), "%r is also the name of a group (%s); a host cannot be named like one"
+                         % (node["name"], ", ".join(sorted(RESERVED_HOST_NAMES))))
+                continue
             hn = dict(base)
             if node["host_network"]:
                 # Only the keys the engineer wrote override (``bond: null`` included);
@@ -333,13 +391,22 @@ class _Builder(object):
                 self.check_host_network(hn, path + ("host_network",), nets, partial=True)
             if is_talos and not node["install_disk"]:
                 self.err(path + ("install_disk",), "is required with distribution talos")
+            bond = hn.get("bond")
+            nics = set((bond["interfaces"] or []) + [bond["name"]]) if bond else {hn.get("interface")}
             for ifname, mac in (node["macs"] or {}).items():
+                if mac is None:
+                    continue
+                if ifname not in nics and not self.broken(*path, "host_network") and not self.broken("host_network"):
+                    self.err(path + ("macs", ifname), "the node has no NIC %s (its uplink: %s)"
+                             % (ifname, ", ".join(sorted(n for n in nics if n)) or "none"))
+                    continue
                 low = mac.lower()
                 if low in macs:
                     self.err(path + ("macs", ifname), "MAC %s is already used by %s" % (mac, macs[low]))
                 macs[low] = "node %s %s" % (node["name"], ifname)
             out[node["name"]] = self.node(node, path, hn, nets, mgmt, bgp)
-        if out and not any(n["role"] == "controlplane" for n in out.values()):
+        roles_known = not any(self.broken("nodes", i, "role") for i in range(len(spec["nodes"] or [])))
+        if out and roles_known and not any(n["role"] == "controlplane" for n in out.values()):
             self.err(("nodes",), "no node has role controlplane; a cluster needs at least one")
         cps = sum(1 for n in out.values() if n["role"] == "controlplane")
         if cps and cps % 2 == 0:
@@ -358,6 +425,10 @@ class _Builder(object):
             members = bond["interfaces"] or []
             if len(set(members)) != len(members):
                 self.err(path + ("bond", "interfaces"), "lists a NIC twice")
+            if bond["name"] in members:
+                self.err(path + ("bond", "interfaces"), "lists the bond %s itself" % bond["name"])
+            if bond["name"] and "." in bond["name"]:
+                self.err(path + ("bond", "name"), "%r is named like a VLAN link (NAME.VLAN)" % bond["name"])
             opts = bond["options"] or {}
             if opts.get("primary") and opts["primary"] not in members:
                 self.err(path + ("bond", "options", "primary"), "%r is not a member of the bond" % opts["primary"])
@@ -388,6 +459,13 @@ class _Builder(object):
                 self.err(bpath + ("network",), "network %r already has a bridge" % br["network"])
             if br["name"] in (iface, bond and bond["name"]):
                 self.err(bpath + ("name",), "%r is also the name of the uplink" % br["name"])
+            elif bond and br["name"] in (bond["interfaces"] or []):
+                self.err(bpath + ("name",), "%r is also a member NIC of the bond" % br["name"])
+            elif br["name"] and "." in br["name"]:
+                self.err(bpath + ("name",), "%r is named like a VLAN link (NAME.VLAN); name bridges br-..."
+                         % br["name"])
+            elif br["name"] and _NIC_NAME.match(br["name"]):
+                self.err(bpath + ("name",), "%r is named like a kernel NIC; name bridges br-..." % br["name"])
             seen[br["name"]] = br["network"]
 
     def node(self, node, path, hn, nets, mgmt, bgp):
@@ -399,7 +477,7 @@ class _Builder(object):
             if net is None:
                 self.err(apath, "network %r does not exist (networks: %s)" % (net_name, ", ".join(nets)))
                 continue
-            if net["net"] is None:
+            if net["net"] is None or net["broken"] or text is None:
                 continue
             ip = _ip(text)
             if not _usable(net["net"], ip):
@@ -437,7 +515,7 @@ class _Builder(object):
         attached = []
         for name in list(addrs) + [n for n in bridges if n not in addrs]:
             net = nets.get(name)
-            if net is None:
+            if net is None or net["broken"]:
                 continue
             if net["vlan"] is None and name != native:
                 self.err(path + ("addresses", name), "network %s is untagged but the node's native network is %s; "
@@ -513,6 +591,10 @@ class _Builder(object):
             if not r or r["name"] is None:
                 continue
             path = ("routers", i)
+            if r["name"] in RESERVED_HOST_NAMES:
+                self.err(path + ("name",), "%r is also the name of a group (%s); a host cannot be named like one"
+                         % (r["name"], ", ".join(sorted(RESERVED_HOST_NAMES))))
+                continue
             if r["name"] in out or r["name"] in nodes:
                 self.err(path + ("name",), "duplicate host name %r (node and router names share one namespace)"
                          % r["name"])
@@ -543,11 +625,13 @@ class _Builder(object):
                     p["network"] = name
                     break
             if p["network"] is None:
-                self.err(p["path"], "L2 pool %s is not inside any network; ARP only answers on a "
-                         "network the nodes are attached to" % p["text"])
+                if not any(n["broken"] for n in nets.values()):
+                    self.err(p["path"], "L2 pool %s is not inside any network; ARP only answers on a "
+                             "network the nodes are attached to" % p["text"])
                 continue
             p["announce_nodes"] = [n["name"] for n in nodes.values() if p["network"] in n["addresses"]]
-            if not p["announce_nodes"]:
+            # Nodes whose address failed its own check would have counted.
+            if not p["announce_nodes"] and not nets[p["network"]]["broken"] and not self.broken("nodes"):
                 self.err(p["path"], "L2 pool %s is inside network %s, which no node is attached to"
                          % (p["text"], p["network"]))
 
@@ -593,6 +677,8 @@ class _Builder(object):
                 self.err(path + ("network",), "network %r does not exist (networks: %s)"
                          % (a["network"], ", ".join(nets)))
                 continue
+            if net["broken"] or self.broken("nodes") or self.broken("host_network"):
+                continue  # the root cause is reported where it is
             masters = {}     # link name -> [node names]
             no_bridge = []
             for node in nodes.values():
@@ -621,7 +707,9 @@ class _Builder(object):
             master, members = next(iter(masters.items()))
             ipam = self.attachment_ipam(a["ipam"] or {"type": "none"}, path + ("ipam",), net, pools)
             out.append({"name": a["name"], "namespace": a["namespace"], "type": a["type"], "network": a["network"],
-                        "master": master, "mtu": net["mtu"], "vlan": net["vlan"], "nodes": members, "ipam": ipam})
+                        "master": master, "mtu": net["mtu"], "vlan": net["vlan"], "ipam": ipam,
+                        # nodes: the subset on the network; empty when all_nodes (no O(n) list on group all)
+                        "all_nodes": len(members) == len(nodes), "nodes": [] if len(members) == len(nodes) else members})
         return out
 
     def attachment_ipam(self, ipam, path, net, pools):
@@ -677,7 +765,9 @@ class _Builder(object):
                 "name": p["name"], "mode": p["mode"], "auto_assign": p["auto_assign"],
                 "cidr": p["cidr"], "range": p["range"], "addresses": p["addresses"], "cidrs": p["cidrs"],
                 "size": p["last"] - p["first"] + 1, "network": p["network"],
-                "announce_nodes": p["announce_nodes"],
+                # announce_nodes only lists a subset (empty when every node announces).
+                "announce_all": len(p["announce_nodes"]) == len(nodes),
+                "announce_nodes": [] if len(p["announce_nodes"]) == len(nodes) else p["announce_nodes"],
             })
         bgp_pools = [p for p in pool_out if p["mode"] == "bgp"]
         cp = [n for n in nodes.values() if n["role"] == "controlplane"]
@@ -707,8 +797,12 @@ class _Builder(object):
             "controlplane_nodes": [n["name"] for n in cp],
             "networks": networks,
             "host_network": spec["host_network"],
-            "nodes": [{"name": n["name"], "role": n["role"], "rack": n["rack"], "addresses": n["addresses"],
-                       "management_address": n["management_address"]} for n in nodes.values()],
+            # Group `all` holds nothing that grows with the number of nodes:
+            # `ansible-inventory --list` copies it into every host. Per-node
+            # data is on each host (rackboot_node), the node list is groups.
+            "node_count": len(nodes),
+            "controlplane": [{"name": n["name"], "role": n["role"], "rack": n["rack"], "addresses": n["addresses"],
+                              "management_address": n["management_address"]} for n in cp],
             "routers": router_list,
             "load_balancer": {"pools": pool_out, "bgp_pools": bgp_pools,
                               "l2_pools": [p for p in pool_out if p["mode"] == "l2"], "bgp": bgp_out},
@@ -764,47 +858,92 @@ def _link(name, kind, mtu, network=None, parent=None, vlan_id=None, members=None
             "mode": None, "options": {}, "mac": mac, "stp": stp}
 
 
-def locate_lines(text, paths):
-    """Map spec paths to 1-based line numbers by composing the YAML again.
-
-    Only called on the error path, so a valid spec is parsed once.
-    """
-    import yaml
-    try:
-        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError:
-        return {}
+def _lines_for(paths, lines):
+    """The line of each path, or of its deepest part that is in the file ("is required" has no line of its own)."""
     out = {}
     for path in paths:
-        node, line = root, None
-        for part in path:  # the deepest part of the path that exists gives the line
-            nxt = None
-            if isinstance(node, yaml.MappingNode):
-                for k, v in node.value:
-                    if k.value == str(part):
-                        line, nxt = k.start_mark.line + 1, v
-                        break
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-                nxt = node.value[part]
-                line = nxt.start_mark.line + 1
-            if nxt is None:
+        for k in range(len(path), 0 if path else -1, -1):
+            line = lines.get(tuple(path[:k]))
+            if line:
+                out[path] = line
                 break
-            node = nxt
-        if line:
-            out[path] = line
     return out
 
 
-def build(data, source=None, text=None):
+def locate_lines(text, paths):
+    """Map spec paths to 1-based line numbers by reading the YAML again, with line tracking.
+
+    Only called on the error path, so a valid spec is read once, without.
+    """
+    try:
+        _, _, lines = spec_loader.read(text, track_lines=True)
+    except spec_loader.LoadProblem:
+        return {}
+    return _lines_for(paths, lines)
+
+
+def read_spec(path):
+    """Read, check and compute one cluster spec file: the API of ``rackboot validate``.
+
+    Returns the ``Model``; raises ``SpecError`` whose ``items()`` are
+    ``[{file, line, path, message}]``. Never raises anything else for a bad
+    file: unreadable, not UTF-8, not YAML, over a limit, empty, or a bug.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(spec_loader.MAX_BYTES + 1)
+        text = raw.decode("utf-8")
+    except OSError as e:
+        raise SpecError([((), "cannot be read: %s" % (e.strerror or e))], path)
+    except UnicodeDecodeError as e:
+        raise SpecError([((), "is not UTF-8 text (byte %d)" % e.start)], path)
+    try:
+        data, problems, lines = spec_loader.read(text)
+        if problems:  # read again for line numbers
+            data, problems, lines = spec_loader.read(text, track_lines=True)
+    except spec_loader.LoadProblem as e:
+        raise SpecError([(e.path, e.reason)], path, {e.path: e.line} if e.line else {})
+    except Exception as e:  # noqa: BLE001 - whatever the reader trips over is a spec problem
+        raise SpecError([((), "cannot be read (%s in rackboot's reader; please report it)" % type(e).__name__)], path)
+    if data is None:
+        raise SpecError([((), "is empty; a cluster spec starts with 'plugin: rackboot.metal.cluster'")], path)
+    own_lines = {p: line for p, _, line in problems if line}   # a duplicate key's own line, not the first's
+    problems = [(p, reason) for p, reason, _ in problems]
+    if lines:
+        lines = _lines_for([p for p, _ in problems], lines)
+        lines.update(own_lines)
+    return build(data, path, text, problems=problems, lines=lines or None)
+
+
+def validate_file(path):
+    """``(model, [])`` for a valid spec, ``(None, [{file, line, path, message}, ...])`` otherwise."""
+    try:
+        return read_spec(path), []
+    except SpecError as e:
+        return None, e.items()
+
+
+def build(data, source=None, text=None, problems=None, lines=None):
     """Validate a loaded spec and compute the model; raise SpecError with every problem.
 
-    ``text`` (the spec's YAML source) is only used to add line numbers to errors.
+    ``problems`` are ``(path, reason)`` found while reading the file (see
+    spec_loader); ``lines`` maps paths to lines, or ``text`` (the spec's YAML
+    source) is composed again to find them, only when there is a problem.
     """
-    builder = _Builder()
-    model = builder.run(data)
-    if model is None:
+    builder = _Builder(problems)
+    try:
+        model = builder.run(data)
+    except Exception as e:  # noqa: BLE001 - a bug must still name the file, never a bare traceback
+        if not builder.problems:
+            builder.err((), "cannot be checked (%s in rackboot's model; please report it)" % type(e).__name__)
+        model = None
+    if model is None or builder.problems:
         problems = builder.problems
-        lines = locate_lines(text, [p for p, _ in problems]) if text else {}
+        paths = [p for p, _ in problems]
+        lines = dict(lines or {})
+        missing = [p for p in paths if p not in lines]
+        if missing and text:
+            lines.update(locate_lines(text, missing))
         problems.sort(key=lambda pr: lines.get(pr[0]) or 10 ** 9)
-        raise SpecError(problems, source, lines)
+        raise SpecError(problems, source, lines, data)
     return model

@@ -15,17 +15,39 @@ first one. Semantic rules (overlaps, membership, duplicates) live in
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
+import unicodedata
 
-__all__ = ["Field", "SPEC", "check", "format_path", "NAME_RE", "IFNAME_RE"]
+from ansible_collections.rackboot.metal.plugins.plugin_utils.spec_loader import BadNumber, Refused
 
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+__all__ = ["Field", "SPEC", "check", "format_path", "parse_ipv4", "show", "NAME_RE", "IFNAME_RE", "IPV4_RE"]
+
+# Every pattern is matched whole (fullmatch) and ASCII-only: "$" would accept a
+# trailing newline and "\d" Arabic-Indic or fullwidth digits.
+_A = re.ASCII
+NAME_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?", _A)
 # Linux interface names: 1-15 bytes, no '/', ':', whitespace (IFNAMSIZ - 1).
-IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,14}$")
-DNS_NAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
-IPV4_RE = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$")
-VERSION_RE = re.compile(r"^v?\d+\.\d+\.\d+$")
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+IFNAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,14}", _A)
+DNS_NAME_RE = re.compile(r"(?=.{1,253}\Z)[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)*", _A)
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4_RE = re.compile(r"%s(?:\.%s){3}" % (_OCTET, _OCTET), _A)
+VERSION_RE = re.compile(r"v?[0-9]+\.[0-9]+\.[0-9]+", _A)
+# Component versions (chart and image tags): 1.2.3, v1.2.3, 1.2.3-rc.1, 1.2.3+build.
+COMPONENT_VERSION_RE = re.compile(r"v?[0-9]+(?:\.[0-9]+){1,3}(?:[-+][0-9A-Za-z][0-9A-Za-z.-]{0,63})?", _A)
+MAC_RE = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}", _A)
+PATH_RE = re.compile(r"/[A-Za-z0-9._/+:@-]{1,254}", _A)
+# Chart references: a URL, oci:// or a local path; no whitespace or shell characters.
+CHART_RE = re.compile(r"[A-Za-z0-9._/:@%+=~-]{1,512}", _A)
+# Kubernetes label keys ([prefix/]name) and values (apimachinery validation).
+_LABEL_NAME = r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)"
+LABEL_KEY_RE = re.compile(r"(?:(?=[^/]{1,253}/)[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)*/)?"
+                          + _LABEL_NAME, _A)
+LABEL_VALUE_RE = re.compile(r"(?:%s)?" % _LABEL_NAME, _A)
+# Certificate SANs: a DNS name (wildcard allowed in the first label) or an IPv4 address.
+SAN_RE = re.compile(r"(?=.{1,253}\Z)(?:\*|[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)*", _A)
+MAX_DEPTH = 64
+MAX_STRING = 4096      # characters in a structured string field
 ASN_MAX = 4294967295
 
 
@@ -37,10 +59,10 @@ class Field(object):
     """
 
     __slots__ = ("kind", "required", "default", "choices", "fields", "item", "min", "max",
-                 "nullable", "doc", "min_items")
+                 "nullable", "doc", "min_items", "key_kind")
 
     def __init__(self, kind, required=False, default=None, choices=None, fields=None, item=None,
-                 min=None, max=None, nullable=False, doc="", min_items=0):
+                 min=None, max=None, nullable=False, doc="", min_items=0, key_kind=None):
         self.kind = kind
         self.required = required
         self.default = default
@@ -52,16 +74,34 @@ class Field(object):
         self.nullable = nullable
         self.doc = doc
         self.min_items = min_items
+        self.key_kind = key_kind
 
 
-def format_path(path):
-    """('nodes', 2, 'addresses', 'mgmt') -> 'nodes[2].addresses.mgmt'."""
+_KEY_RE = re.compile(r"[A-Za-z0-9_./@-]{1,64}", re.ASCII)
+
+
+def format_path(path, data=None):
+    """('nodes', 2, 'addresses', 'mgmt') -> 'nodes[2] (w1).addresses.mgmt'.
+
+    With ``data`` (the spec as read) a list item with a valid ``name`` is
+    named after its index. Keys that are not plain ASCII are escaped, so an
+    unknown key cannot carry control characters into a terminal.
+    """
     out = ""
+    node = data
     for part in path:
         if isinstance(part, int):
             out += "[%d]" % part
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+            name = node.get("name") if isinstance(node, dict) else None
+            if isinstance(name, str) and NAME_RE.fullmatch(name):
+                out += " (%s)" % name
         else:
-            out += ("." if out else "") + str(part)
+            text = str(part)
+            if not _KEY_RE.fullmatch(text):
+                text = repr(text[:64])
+            out += ("." if out else "") + text
+            node = node.get(part) if isinstance(node, dict) else None
     return out or "(top level)"
 
 
@@ -136,7 +176,7 @@ SPEC = Field("dict", required=True, fields={
         "api_port": Field("int", default=6443, min=1, max=65535, doc="Kubernetes API port"),
         "management_network": Field("name", doc="network of node addresses, SSH and the API VIP; "
                                                "default: host_network.native_network"),
-        "cert_sans": Field("list", item=Field("str"), default=[],
+        "cert_sans": Field("list", item=Field("san"), default=[],
                            doc="extra names/addresses for the API server certificate"),
     }),
     "networks": Field("list", required=True, min_items=1, doc="L2 segments of the fabric",
@@ -157,14 +197,15 @@ SPEC = Field("dict", required=True, fields={
                        "name": Field("name", required=True, doc="node host name"),
                        "role": Field("str", required=True, choices=["controlplane", "worker"], doc="node role"),
                        "rack": Field("name", doc="rack (becomes group rack_<name>)"),
-                       "install_disk": Field("str", doc="Talos install disk (required for talos)"),
-                       "addresses": Field("map", required=True, item=Field("ipv4"),
+                       "install_disk": Field("path", doc="Talos install disk (required for talos)"),
+                       "addresses": Field("map", required=True, item=Field("ipv4"), key_kind="name",
                                           doc="network name -> the node's address on it"),
                        "host_network": Field("dict", fields=_host_network_fields(True),
                                              doc="override of host_network keys for this node"),
-                       "macs": Field("map", item=Field("mac"), default={},
+                       "macs": Field("map", item=Field("mac"), default={}, key_kind="ifname",
                                      doc="NIC name -> MAC address (pins NICs by hardware address)"),
-                       "labels": Field("map", item=Field("str"), default={}, doc="extra Kubernetes node labels"),
+                       "labels": Field("map", item=Field("label_value"), default={}, key_kind="label_key",
+                                       doc="extra Kubernetes node labels"),
                    })),
     "routers": Field("list", default=[], doc="upstream BGP routers that peer with every node",
                      item=Field("dict", fields={
@@ -231,8 +272,8 @@ SPEC = Field("dict", required=True, fields={
                          })),
     "components": Field("dict", default={}, doc="overrides of pinned versions and chart sources",
                         fields={name: Field("dict", default={}, fields=dict({
-                            "version": Field("str", doc="version override (default: pinned)"),
-                            "chart": Field("str", doc="chart reference: repo URL, oci:// or local path"),
+                            "version": Field("component_version", doc="version override (default: pinned)"),
+                            "chart": Field("chart", doc="chart reference: repo URL, oci:// or local path"),
                             "values": Field("dict", default={}, doc="extra Helm values merged last"),
                         }, **extra)) for name, extra in (
                             ("kube_ovn", {}),
@@ -256,37 +297,119 @@ SPEC = Field("dict", required=True, fields={
 # --------------------------------------------------------------------------
 # The checker
 # --------------------------------------------------------------------------
+_STRING_KINDS = frozenset(["str", "name", "ifname", "dnsname", "ipv4", "cidr", "version", "mac", "path", "chart",
+                           "component_version", "san", "label_key", "label_value"])
+_KIND_PATTERNS = {
+    "name": (NAME_RE, "is not a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a "
+                      "letter or digit, at most 63 characters)"),
+    "ifname": (IFNAME_RE, "is not a valid Linux interface name (1-15 ASCII letters, digits, '_', '.', '@', '-')"),
+    "dnsname": (DNS_NAME_RE, "is not a valid DNS domain name"),
+    "version": (VERSION_RE, 'is not a version like "1.34.1"'),
+    "component_version": (COMPONENT_VERSION_RE, 'is not a version like "1.2.3" or "v1.2.3-rc.1"'),
+    "mac": (MAC_RE, "is not a MAC address (like 52:54:00:12:34:56)"),
+    "path": (PATH_RE, "is not an absolute device path like /dev/sda"),
+    "chart": (CHART_RE, "is not a chart reference (a URL, oci://... or a path, without spaces)"),
+    "san": (SAN_RE, "is not a DNS name or IPv4 address the API server certificate can carry"),
+    "label_key": (LABEL_KEY_RE, "is not a Kubernetes label key ([DNS-subdomain/]name, the name at most 63 "
+                                "letters, digits, '-', '_', '.', starting and ending with a letter or digit)"),
+    "label_value": (LABEL_VALUE_RE, "is not a Kubernetes label value (at most 63 letters, digits, '-', '_', '.', "
+                                    "starting and ending with a letter or digit)"),
+}
+
+
+def show(value):
+    """A value as it may appear in an error: short printable ASCII only.
+
+    Anything else (long, non-ASCII, control characters) is described, not
+    echoed, so that a secret pasted into the wrong field or a terminal escape
+    sequence does not end up in logs.
+    """
+    if isinstance(value, BadNumber):
+        value = value.text
+    if isinstance(value, str):
+        if len(value) <= 64 and value.isascii() and value.isprintable():
+            return repr(value)
+        return "the value (%d characters)" % len(value)
+    if isinstance(value, (bool, int, float)) or value is None:
+        text = repr(value)
+        return text if len(text) <= 32 else "a %d-digit number" % len(text)
+    return _describe(value)
+
+
+def _control_char(value):
+    for ch in value:
+        if ch < " " or ch == "\x7f" or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            return ch
+    return None
+
+
+def parse_ipv4(text):
+    """Strict dotted quad (ASCII digits, no leading zeros) -> int, else None."""
+    if not isinstance(text, str) or not IPV4_RE.fullmatch(text):
+        return None
+    a, b, c, d = text.split(".")
+    return (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
+
+
+def _ipv4_reason(value, what="an IPv4 address"):
+    host, sep, port = value.rpartition(":")
+    if sep and IPV4_RE.fullmatch(host) and port.isascii() and port.isdigit():
+        return "%s must be %s without a port" % (show(value), what)
+    if ":" in value:
+        try:
+            ipaddress.IPv6Address(value.split("/")[0])
+            return "%s: IPv6 is not supported yet, use %s" % (show(value), what)
+        except ValueError:
+            pass
+    parts = value.split(".")
+    if len(parts) == 4 and all(p.isascii() and p.isdigit() for p in parts):
+        if any(len(p) > 1 and p[0] == "0" for p in parts):
+            return ("%s is not %s: an octet is zero-padded; write it without leading zeros (tools disagree "
+                    "whether 010 is 10 or octal 8)" % (show(value), what))
+        return "%s is not %s: an octet is above 255" % (show(value), what)
+    if any(not ch.isascii() for ch in value):
+        return "%s is not %s (only ASCII digits and dots)" % (show(value), what)
+    return "%s is not %s" % (show(value), what)
+
+
 def _scalar_check(field, value):
     """Return an error reason or None for scalar kinds."""
     kind = field.kind
-    if kind in ("str", "name", "ifname", "dnsname", "ipv4", "cidr", "version", "mac"):
+    if isinstance(value, BadNumber):
+        if kind in ("int", "asn"):
+            return ("%s is not a plain decimal integer: YAML 1.1 reads leading zeros as octal, 0x/0b as hex/binary, "
+                    "'_' as a separator and 1:30 as base 60; write the number in decimal" % value.text)
+        return "must be a string; quote %s (YAML 1.1 would read it as a number)" % show(value.text)
+    if kind in _STRING_KINDS:
         if not isinstance(value, str):
-            if kind == "version" and isinstance(value, (int, float)):
-                return 'must be a quoted string like "1.34.1", got %r' % (value,)
+            if kind == "version" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                return 'must be a quoted string like "1.34.1", got %s' % show(value)
             return "must be a string, got %s" % _describe(value)
-        if kind == "name" and not NAME_RE.match(value):
-            return ("%r is not a DNS-1123 label (lowercase letters, digits and '-', "
-                    "starting and ending with a letter or digit, at most 63 characters)" % value)
-        if kind == "ifname" and not IFNAME_RE.match(value):
-            return "%r is not a valid Linux interface name (1-15 characters, no '/', ':' or spaces)" % value
-        if kind == "dnsname" and not DNS_NAME_RE.match(value):
-            return "%r is not a valid DNS domain name" % value
-        if kind == "ipv4" and not IPV4_RE.match(value):
-            if ":" in value:
-                return "%r: IPv6 is not supported yet, use an IPv4 address" % value
-            if "/" in value:
-                return "%r must be a plain address without a prefix length" % value
-            return "%r is not an IPv4 address" % value
+        if len(value) > MAX_STRING:
+            return "is %d characters long; at most %d are allowed" % (len(value), MAX_STRING)
+        bad = _control_char(value)
+        if bad is not None:
+            return ("contains the control character U+%04X%s; write it on one line without it"
+                    % (ord(bad), " (a trailing newline: use a plain or quoted scalar, not '|')"
+                       if value.endswith("\n") and bad == "\n" else ""))
+        pattern = _KIND_PATTERNS.get(kind)
+        if pattern and not pattern[0].fullmatch(value):
+            return "%s %s" % (show(value), pattern[1])
+        if kind == "ipv4" and not IPV4_RE.fullmatch(value):
+            if "/" in value and IPV4_RE.fullmatch(value.split("/")[0]):
+                return "%s must be a plain address without a prefix length" % show(value)
+            return _ipv4_reason(value)
         if kind == "cidr":
             addr, sep, plen = value.partition("/")
-            if ":" in value:
-                return "%r: IPv6 is not supported yet, use an IPv4 CIDR" % value
-            if not sep or not IPV4_RE.match(addr) or not plen.isdigit() or int(plen) > 32:
-                return "%r is not a CIDR (expected ADDRESS/PREFIX, like 10.0.0.0/24)" % value
-        if kind == "version" and not VERSION_RE.match(value):
-            return '%r is not a version like "1.34.1"' % value
-        if kind == "mac" and not MAC_RE.match(value):
-            return "%r is not a MAC address (like 52:54:00:12:34:56)" % value
+            if not sep:
+                return "%s is not a CIDR (expected ADDRESS/PREFIX, like 10.0.0.0/24)" % show(value)
+            if not IPV4_RE.fullmatch(addr):
+                return _ipv4_reason(addr, "an IPv4 CIDR") if ":" not in value else _ipv4_reason(value, "an IPv4 CIDR")
+            if not (plen.isascii() and plen.isdigit()) or int(plen) > 32 or (len(plen) > 1 and plen[0] == "0"):
+                return "%s is not a CIDR: the prefix length must be 0-32 in ASCII digits" % show(value)
+        if kind == "san" and value[:1].isdigit() and not IPV4_RE.fullmatch(value) and \
+                all(p.isdigit() for p in value.split(".")):
+            return _ipv4_reason(value)
         if field.choices and value not in field.choices:
             return _choice_error(value, field.choices)
         return None
@@ -296,7 +419,7 @@ def _scalar_check(field, value):
         lo, hi = (1, ASN_MAX) if kind == "asn" else (field.min, field.max)
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             what = "ASN" if kind == "asn" else "value"
-            return "%s %d is outside %d-%d" % (what, value, lo, hi)
+            return "%s %s is outside %d-%d" % (what, show(value), lo, hi)
         return None
     if kind == "bool":
         if not isinstance(value, bool):
@@ -309,8 +432,32 @@ def _scalar_check(field, value):
 
 def _choice_error(value, choices):
     hint = difflib.get_close_matches(str(value), choices, n=1)
-    msg = "%r is not one of: %s" % (value, ", ".join(choices))
+    msg = "%s is not one of: %s" % (show(value), ", ".join(choices))
     return msg + ("; did you mean %r?" % hint[0] if hint else "")
+
+
+def _free_form(value, path, problems, depth=0):
+    """Helm values and constructed options: any YAML, but no refused numbers or tags, bounded depth."""
+    if depth > MAX_DEPTH:
+        problems.append((path, "nested deeper than %d levels" % MAX_DEPTH))
+        return False
+    if isinstance(value, BadNumber):
+        problems.append((path, "%s is not a plain decimal number; quote it to keep it a string, or write it in "
+                               "decimal (YAML 1.1 and Helm read leading zeros as octal)" % value.text))
+        return False
+    if isinstance(value, Refused):
+        return False
+    ok = True
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                problems.append((path + (str(k),), "keys must be strings"))
+                ok = False
+            ok = _free_form(v, path + (k,), problems, depth + 1) and ok
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            ok = _free_form(v, path + (i,), problems, depth + 1) and ok
+    return ok
 
 
 def check(value, field, path, problems):
@@ -319,8 +466,11 @@ def check(value, field, path, problems):
     Problems are appended to ``problems`` as ``(path_tuple, reason)``. A field
     with a problem comes back as ``None`` while its siblings are kept, so the
     semantic checks still run on everything that is well-formed and one run
-    reports as many problems as it can.
+    reports as many problems as it can. (The model skips checks that would use
+    a field that failed here: one root cause, one message.)
     """
+    if isinstance(value, Refused):  # the reader reported it
+        return None
     if value is None:
         if field.nullable:
             return None
@@ -332,7 +482,7 @@ def check(value, field, path, problems):
             problems.append((path, "must be a mapping, got %s" % _describe(value)))
             return None
         if field.fields is None:  # free-form mapping (Helm values, constructed options)
-            return value
+            return value if _free_form(value, path, problems) else None
         out = {}
         for key in value:
             if key not in field.fields:
@@ -363,10 +513,16 @@ def check(value, field, path, problems):
             problems.append((path, "must be a mapping, got %s" % _describe(value)))
             return None
         out = {}
+        key_field = Field(field.key_kind) if field.key_kind else None
         for key, item in value.items():
             if not isinstance(key, str):
                 problems.append((path + (str(key),), "keys must be strings"))
                 continue
+            if key_field is not None:
+                reason = _scalar_check(key_field, key)
+                if reason:
+                    problems.append((path + (key,), "the key " + reason))
+                    continue
             out[key] = check(item, field.item, path + (key,), problems)
         return out
     reason = _scalar_check(field, value)
@@ -392,7 +548,8 @@ _KIND_WORDS = {
     "str": "string", "int": "integer", "bool": "boolean", "dict": "mapping", "list": "list", "map": "mapping",
     "name": "DNS-1123 label", "ifname": "interface name", "dnsname": "DNS name", "ipv4": "IPv4 address",
     "cidr": "IPv4 CIDR", "version": "version string", "mac": "MAC address", "asn": "ASN (1-4294967295)",
-    "any": "any",
+    "any": "any", "path": "device path", "chart": "chart reference", "component_version": "version string",
+    "san": "DNS name or IPv4 address", "label_key": "label key", "label_value": "label value",
 }
 
 
