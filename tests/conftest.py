@@ -47,6 +47,9 @@ def example_spec():
     return copy.deepcopy(_EXAMPLE)
 
 
+# The pins (roles/versions owns every version): tests read them, never repeat them.
+VERSIONS = load_yaml(REPO / "roles" / "versions" / "defaults" / "main.yml")
+TALOS = {"talos_version": VERSIONS["versions_talos"], "sysctls": VERSIONS["versions_neighbour_sysctls"]}
 _LAB = load_yaml(REPO / "inventories" / "lab" / "cluster.yml")
 _EXAMPLE = load_yaml(REPO / "inventories" / "example" / "cluster.yml")
 
