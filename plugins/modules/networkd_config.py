@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: networkd_config
 short_description: Apply a node's bonds, VLANs, bridges and routes with systemd-networkd or netplan, commit-confirmed
 version_added: 0.1.0
-author: rackboot developers
+author: rackboot developers (@rackboot)
 description:
   - Renders the link model of one node (C(rackboot_node.network) from the
     C(rackboot.metal.cluster) inventory) as systemd-networkd files

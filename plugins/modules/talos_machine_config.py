@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: talos_machine_config
 short_description: Render one node's Talos machine configuration from the rackboot model
 version_added: 0.1.0
-author: rackboot developers
+author: rackboot developers (@rackboot)
 description:
   - Writes the multi-document Talos (v1.12+) machine configuration of one
     node, built from C(rackboot_node) and C(rackboot_cluster) (the inventory

@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: talos_secrets
 short_description: Create a Talos cluster secrets bundle once
 version_added: 0.1.0
-author: rackboot developers
+author: rackboot developers (@rackboot)
 description:
   - Creates the secrets of a Talos cluster (cluster ID and secret, bootstrap
     token, secretbox encryption key, trustd token, the etcd, Kubernetes and
