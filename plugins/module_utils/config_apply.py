@@ -13,7 +13,6 @@ Everything that leaves the module (diffs, command output) goes through
 
 from __future__ import annotations
 
-import difflib
 import grp
 import os
 import pwd
@@ -119,12 +118,6 @@ def file_diff(before, after, path, masker):
         "before": masker(before or ""), "after": masker(after or ""),
         "before_header": "%s (before)" % path, "after_header": "%s (after)" % path,
     }
-
-
-def unified(before, after, path, masker):
-    """A unified diff, passwords masked (for messages)."""
-    return "".join(difflib.unified_diff(masker(before or "").splitlines(True), masker(after or "").splitlines(True),
-                                        path + " (before)", path + " (after)"))
 
 
 def config_params(module, tools, install_hint):
