@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ansible_collections.rackboot.metal.plugins.module_utils import config_apply
+
 __all__ = ["SecretsError", "generate", "dump", "load", "validate", "client_certificate", "talosconfig",
            "fingerprint", "write_private", "private_dir", "bound_cluster", "check_cluster", "CA_VALIDITY",
            "CLIENT_VALIDITY"]
@@ -290,14 +292,4 @@ def write_private(path, text):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         private_dir(directory)
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o600)
-        os.rename(tmp, path)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    config_apply.atomic_write(path, text, 0o600)
