@@ -17,6 +17,11 @@ VENV_BIN = REPO / ".venv" / "bin"
 
 
 def pytest_configure(config):
+    # The fixtures' vault passwords: git checks them out 0644, and the
+    # preflight refuses a vault password file that other users can read.
+    for path in REPO.glob("**/vault-password.txt"):
+        if ".venv" not in path.parts:
+            path.chmod(0o600)
     from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream
     try:
         upstream.ensure()
@@ -42,6 +47,9 @@ def example_spec():
     return copy.deepcopy(_EXAMPLE)
 
 
+# The pins (roles/versions owns every version): tests read them, never repeat them.
+VERSIONS = load_yaml(REPO / "roles" / "versions" / "defaults" / "main.yml")
+TALOS = {"talos_version": VERSIONS["versions_talos"], "sysctls": VERSIONS["versions_neighbour_sysctls"]}
 _LAB = load_yaml(REPO / "inventories" / "lab" / "cluster.yml")
 _EXAMPLE = load_yaml(REPO / "inventories" / "example" / "cluster.yml")
 

@@ -5,59 +5,7 @@
 
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: kubeadm_documents
-author: rackboot developers
-short_description: kubeadm v1beta4 configuration documents of one node
-description:
-  - Returns the documents of C(/etc/kubernetes/kubeadm-config.yaml) for a node. The bootstrap node gets
-    InitConfiguration, ClusterConfiguration (C(proxy.disabled=true)) and KubeletConfiguration; the other
-    nodes get a JoinConfiguration (with C(controlPlane) on control planes).
-  - The join secrets are added only when passed; without them the result is the reviewable render-mode form.
-  - This plugin also provides C(kubeadm_check) (node | kubeadm_check(cluster)), C(kubeadm_join_configuration), C(kube_vip_manifest), C(kube_vip_kubeconfig),
-    C(kubeadm_state_from_stats), C(kubeadm_join_plan),
-    C(kubeadm_parse_join_command), C(kubeadm_parse_certificate_key), C(kubeadm_commands), and for the node_os
-    role C(node_os_containerd_major), C(node_os_containerd_config), C(node_os_kubernetes_apt_repo),
-    C(node_os_offline_debs), C(node_os_debs_to_install), C(node_os_package_problems).
-options:
-  _input:
-    description: C(rackboot_cluster).
-    type: dict
-    required: true
-  node:
-    description: C(rackboot_node) of the host.
-    type: dict
-    required: true
-  token:
-    description: Bootstrap token (join only).
-    type: str
-  ca_cert_hashes:
-    description: Discovery CA hashes C(sha256:...) (join only).
-    type: list
-    elements: str
-  certificate_key:
-    description: Key of the uploaded control-plane certificates (control-plane join only).
-    type: str
-"""
-
-EXAMPLES = r"""
-- name: Render the kubeadm configuration
-  ansible.builtin.copy:
-    content: "{{ rackboot_cluster | rackboot.metal.kubeadm_documents(rackboot_node) | map('to_nice_yaml') | join('---\n') }}"
-    dest: /etc/kubernetes/kubeadm-config.yaml
-    mode: "0600"
-
-- name: Plan init and joins
-  ansible.builtin.set_fact:
-    kubeadm_plan: "{{ rackboot_cluster | rackboot.metal.kubeadm_join_plan(cp_state, ansible_play_hosts, node_state) }}"
-"""
-
-RETURN = r"""
-_value:
-  description: A list of kubeadm configuration documents (dicts).
-  type: list
-  elements: dict
-"""
+# Each filter is documented in plugins/filter/<filter name>.yml (ansible-doc -t filter).
 
 from ansible.errors import AnsibleFilterError
 

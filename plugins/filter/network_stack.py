@@ -5,46 +5,7 @@
 
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: network_stack
-short_description: Helm values and Kubernetes resources of the rackboot network stack
-version_added: 0.1.0
-author: rackboot developers
-description:
-  - Filters over C(rackboot_cluster) that return the Helm values and Kubernetes
-    resources of Kube-OVN, Cilium, Multus, MetalLB, cozy-proxy and tenant
-    isolation. They are thin wrappers of
-    C(plugins/module_utils/network_stack.py); see docs/network-stack.md.
-  - "C(kube_ovn_values(namespace, version)), C(cilium_values),
-    C(cilium_cni_configmap(namespace)), C(multus_resources(namespace, version, image,
-    memory_request, memory_limit)), C(nad_resources), C(metallb_values),
-    C(metallb_resources(namespace, password_secret, with_password)),
-    C(metallb_password_secret(namespace, name)) (input is the password, or
-    C(none) for the render placeholder), C(cozy_proxy_values(version, image)),
-    C(tenant_resources), C(tenant_policies),
-    C(chart_source(component, chart_ref, repo_url, version)),
-    C(k8s_documents(what)) (a list of resources as one multi-document YAML text,
-    keys sorted; a comment naming C(what) when the list is empty)."
-options:
-  _input:
-    description: C(rackboot_cluster) (for C(metallb_password_secret), the BGP password).
-    type: raw
-    required: true
-"""
-
-EXAMPLES = r"""
-- name: Cilium values
-  ansible.builtin.copy:
-    content: "{{ rackboot_cluster | rackboot.metal.cilium_values | to_nice_yaml }}"
-    dest: /tmp/cilium-values.yaml
-    mode: "0644"
-"""
-
-RETURN = r"""
-_value:
-  description: A mapping (Helm values, one resource) or a list of Kubernetes resources.
-  type: raw
-"""
+# Each filter is documented in plugins/filter/<filter name>.yml (ansible-doc -t filter).
 
 import yaml
 

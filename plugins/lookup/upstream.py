@@ -4,7 +4,7 @@ DOCUMENTATION = r"""
 name: upstream
 author: rackboot contributors (@rackboot)
 short_description: Path of a pinned upstream file (chart, schema, CRD) in the verified cache
-version_added: "0.2.0"
+version_added: "0.1.0"
 description:
   - Returns the local path of a source named in C(roles/versions/files/upstream.yml),
     after filling the cache from C(RACKBOOT_UPSTREAM_MIRROR) (default C(../shared)

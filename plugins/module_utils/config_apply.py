@@ -13,7 +13,6 @@ Everything that leaves the module (diffs, command output) goes through
 
 from __future__ import annotations
 
-import difflib
 import grp
 import os
 import pwd
@@ -60,11 +59,16 @@ def _ids(owner, group):
     return uid, gid
 
 
-def atomic_write(path, text, mode=0o600, owner=None, group=None, suffix=".rackboot-tmp"):
+def atomic_write(path, text, mode=0o600, owner=None, group=None, suffix=".rackboot-tmp", module=None):
     """Write ``text`` to ``path`` through a temporary file in the same folder and rename it.
 
-    The temporary file has its final mode and owner before it holds the text,
-    so a secret is never readable by anyone else, not even for a moment.
+    The one atomic writer of the collection (router configs, networkd files,
+    Talos secrets and artifacts). The temporary file has its final mode and
+    owner before it holds the text, so a secret is never readable by anyone
+    else, not even for a moment. With ``module`` (files that are not secret),
+    the rename is ``module.atomic_move``, which also keeps the SELinux context
+    of the destination; it makes a new file 0666 & ~umask, so the mode is set
+    again right after. Secrets go without ``module``: no such window.
     """
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix, dir=folder)
@@ -78,7 +82,13 @@ def atomic_write(path, text, mode=0o600, owner=None, group=None, suffix=".rackbo
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if module is None:
+            os.replace(tmp, path)
+        else:
+            module.atomic_move(tmp, path, keep_dest_attrs=False)
+            os.chmod(path, mode)
+            if uid != -1 or gid != -1:
+                os.chown(path, uid, gid)
         tmp = None
     finally:
         if fd is not None:
@@ -119,12 +129,6 @@ def file_diff(before, after, path, masker):
         "before": masker(before or ""), "after": masker(after or ""),
         "before_header": "%s (before)" % path, "after_header": "%s (after)" % path,
     }
-
-
-def unified(before, after, path, masker):
-    """A unified diff, passwords masked (for messages)."""
-    return "".join(difflib.unified_diff(masker(before or "").splitlines(True), masker(after or "").splitlines(True),
-                                        path + " (before)", path + " (after)"))
 
 
 def config_params(module, tools, install_hint):

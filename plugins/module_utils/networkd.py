@@ -23,7 +23,7 @@ import fnmatch
 import re
 
 __all__ = ["PREFIX", "KINDS", "NETDEV_KINDS", "ModelError", "check_links", "render_networkd",
-           "netdev_names", "parse_ini", "shadowing_files", "ifupdown_stanzas", "comment_out_stanzas",
+           "parse_ini", "shadowing_files", "ifupdown_stanzas", "comment_out_stanzas",
            "managed_names", "delete_order"]
 
 PREFIX = "10-rackboot-"
@@ -97,11 +97,6 @@ def check_links(links, routes):
 def managed_names(links):
     """Names of every link the model manages."""
     return [lk["name"] for lk in links]
-
-
-def netdev_names(links):
-    """Names of the virtual devices (bond, VLAN, bridge) of the model."""
-    return [lk["name"] for lk in links if lk["kind"] in NETDEV_KINDS]
 
 
 def delete_order(kinds):

@@ -29,19 +29,17 @@ from ansible_collections.rackboot.metal.plugins.module_utils import talos_networ
 __all__ = ["DEFAULTS", "render", "dump", "redact", "schema_errors", "management_cidr", "ConfigError",
            "SECRET_KEYS"]
 
+# talos_version and sysctls have no default here: their one owner is
+# roles/versions (versions_talos, versions_neighbour_sysctls), which the talos
+# role passes in.
 DEFAULTS = {
-    "talos_version": "1.13.9",
+    "talos_version": None,            # required
     "install_image": None,            # default: ghcr.io/siderolabs/installer:v<talos_version>
     "install_wipe": False,
     "kubeprism_port": 7445,
     "allow_scheduling_on_controlplanes": False,
     "kernel_modules": [{"name": "openvswitch"}],
-    "sysctls": {
-        # Cozystack: bigger ARP/neighbour tables for Kube-OVN's many endpoints.
-        "net.ipv4.neigh.default.gc_thresh1": "4096",
-        "net.ipv4.neigh.default.gc_thresh2": "8192",
-        "net.ipv4.neigh.default.gc_thresh3": "16384",
-    },
+    "sysctls": {},
     "discovery": False,
 }
 # Keys whose values are key material or tokens (redacted in diffs).
@@ -75,6 +73,8 @@ def render(node, cluster, bundle, options=None):
     opts = dict(DEFAULTS)
     opts.update({k: v for k, v in (options or {}).items() if v is not None})
     name = node.get("name")
+    if not opts["talos_version"]:
+        raise ConfigError("talos_version is required (the talos role passes versions_talos)")
     if not node.get("install_disk"):
         raise ConfigError("node %s: install_disk is required with distribution talos" % name)
     if cluster.get("distribution") != "talos":

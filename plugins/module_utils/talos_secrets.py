@@ -20,7 +20,9 @@ import base64
 import datetime
 import hashlib
 import os
+import re
 import secrets as _random
+import stat
 import string
 
 import yaml
@@ -30,8 +32,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ansible_collections.rackboot.metal.plugins.module_utils import config_apply
+
 __all__ = ["SecretsError", "generate", "dump", "load", "validate", "client_certificate", "talosconfig",
-           "fingerprint", "write_private", "CA_VALIDITY", "CLIENT_VALIDITY"]
+           "fingerprint", "write_private", "private_dir", "bound_cluster", "check_cluster", "CA_VALIDITY",
+           "CLIENT_VALIDITY"]
 
 # Talos: CAValidityTime = 87600h (10 years); admin client certificates live one year.
 CA_VALIDITY = datetime.timedelta(hours=87600)
@@ -40,6 +45,12 @@ CERT_NAMES = ("etcd", "k8s", "k8saggregator", "os")
 TOKEN_ALPHABET = string.ascii_lowercase + string.digits
 # PEM block type Talos uses for Ed25519 keys (PKCS#8 bytes under its own label).
 ED25519_PEM = "ED25519 PRIVATE KEY"
+# A bundle belongs to one cluster: this comment line binds it to the cluster
+# name. A comment keeps the body exactly talosctl's format.
+BINDING = re.compile(r"^# rackboot-cluster: (\S+)[ \t]*$", re.MULTILINE | re.ASCII)
+# Written into every private folder rackboot creates, so that `git add -A`
+# of an inventory anywhere never picks up a secret or a rendered artifact.
+GITIGNORE = "# Written by rackboot: secrets and rendered artifacts are never committed.\n*\n"
 
 
 class SecretsError(Exception):
@@ -138,9 +149,36 @@ def generate(now=None):
     }
 
 
-def dump(bundle):
-    """YAML text of a bundle, keys in Talos' order."""
-    return yaml.safe_dump(bundle, sort_keys=False, default_flow_style=False, width=1 << 20)
+def dump(bundle, cluster=None):
+    """YAML text of a bundle, keys in Talos' order, bound to ``cluster`` when given."""
+    body = yaml.safe_dump(bundle, sort_keys=False, default_flow_style=False, width=1 << 20)
+    if cluster is None:
+        return body
+    return ("# Talos secrets (CAs, keys, tokens) of the rackboot cluster %s. Never copy this file to\n"
+            "# another cluster: rackboot refuses a bundle whose cluster name is not its own.\n"
+            "# rackboot-cluster: %s\n%s" % (cluster, cluster, body))
+
+
+def bound_cluster(text):
+    """The cluster name a bundle's text is bound to, or None."""
+    match = BINDING.search(text)
+    return match.group(1) if match else None
+
+
+def check_cluster(text, cluster, source="talos secrets"):
+    """Raise SecretsError unless the bundle text is bound to ``cluster``."""
+    bound = bound_cluster(text)
+    if bound == cluster:
+        return
+    if bound is None:
+        raise SecretsError(
+            "%s does not say which cluster it belongs to (no '# rackboot-cluster: <name>' line), and this is "
+            "cluster %s: if the bundle really is %s's, add the line '# rackboot-cluster: %s' at its top; "
+            "otherwise move the file away and rackboot creates new secrets" % (source, cluster, cluster, cluster))
+    raise SecretsError(
+        "%s belongs to cluster %s, not to this cluster %s (was it copied from another inventory?): one "
+        "bundle, one cluster. Move the file away to create new secrets for %s, or point rackboot_secrets_dir "
+        "at %s's own secrets folder" % (source, bound, cluster, cluster, cluster))
 
 
 def validate(bundle, source="talos secrets"):
@@ -228,19 +266,30 @@ def talosconfig(context, endpoints, nodes, bundle, crt, key):
     }
 
 
+def private_dir(directory, check_mode=False):
+    """Make ``directory`` mode 0700 with a catch-all ``.gitignore``; return whether anything changed."""
+    changed = False
+    if not os.path.isdir(directory):
+        changed = True
+        if check_mode:
+            return changed
+        os.makedirs(directory, 0o700)
+    if stat.S_IMODE(os.stat(directory).st_mode) != 0o700:
+        changed = True
+        if not check_mode:
+            os.chmod(directory, 0o700)
+    ignore = os.path.join(directory, ".gitignore")
+    if not os.path.exists(ignore):
+        changed = True
+        if not check_mode:
+            with open(ignore, "w") as f:
+                f.write(GITIGNORE)
+    return changed
+
+
 def write_private(path, text):
     """Write ``text`` to ``path`` with mode 0600 from the first byte (atomic rename)."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o600)
-        os.rename(tmp, path)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        private_dir(directory)
+    config_apply.atomic_write(path, text, 0o600)

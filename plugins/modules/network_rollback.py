@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: network_rollback
 short_description: Confirm, roll back or inspect a commit-confirmed network change
 version_added: 0.1.0
-author: rackboot developers
+author: rackboot developers (@rackboot)
 description:
   - The second half of M(rackboot.metal.networkd_config) with C(rollback_timeout)
     (the way C(netplan try) or Junos C(commit confirmed) work).

@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: networkd_config
 short_description: Apply a node's bonds, VLANs, bridges and routes with systemd-networkd or netplan, commit-confirmed
 version_added: 0.1.0
-author: rackboot developers
+author: rackboot developers (@rackboot)
 description:
   - Renders the link model of one node (C(rackboot_node.network) from the
     C(rackboot.metal.cluster) inventory) as systemd-networkd files
@@ -134,11 +134,11 @@ import glob
 import json
 import os
 import shutil
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.rackboot.metal.plugins.module_utils import config_apply
 from ansible_collections.rackboot.metal.plugins.module_utils.networkd import (
     PREFIX, ROLLBACK_UNIT, ModelError, comment_out_stanzas, delete_order, ifupdown_stanzas, managed_names,
     netdev_of, render_networkd, rollback_script, shadowing_files)
@@ -153,20 +153,11 @@ def _read(path):
         return None
 
 
-def _write_atomic(path, text, mode):
+def _write_atomic(module, path, text, mode):
     d = os.path.dirname(path) or "."
     if not os.path.isdir(d):
         os.makedirs(d, 0o755)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".rackboot-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    config_apply.atomic_write(path, text, mode, module=module)
 
 
 def _ifupdown_files(main):
@@ -344,12 +335,12 @@ class Apply(object):
         for path in removes:
             os.unlink(path)
         for path, (text, mode) in sorted(writes.items()):
-            _write_atomic(path, text, mode)
+            _write_atomic(self.m, path, text, mode)
         if not p["apply"]:
             self.finish()
         if p["backend"] == "netplan":
-            _write_atomic(os.path.join(p["state_dir"], "netdevs.json"), json.dumps(new_netdevs, sort_keys=True),
-                          0o644)
+            _write_atomic(self.m, os.path.join(p["state_dir"], "netdevs.json"),
+                          json.dumps(new_netdevs, sort_keys=True), 0o644)
         for name in delete_order(to_delete):
             if os.path.exists("/sys/class/net/%s" % name):
                 self.run_cmd(["ip", "link", "del", "dev", name])
@@ -406,14 +397,14 @@ class Apply(object):
         reconf = sorted(set(names) | set(old_netdevs))
         script = rollback_script(sd, restore, remove, delete_links, reconf, self.p["backend"])
         script_path = os.path.join(sd, "rollback.sh")
-        _write_atomic(script_path, script, 0o700)
+        _write_atomic(self.m, script_path, script, 0o700)
         record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "timeout": self.p["rollback_timeout"],
                   "restore": [d for d, _ in restore], "remove": remove, "delete_links": delete_links,
                   "backend": self.p["backend"]}
         for stale in ("rolled-back.json", "rolled-back.reason", "rolled-back.time"):
             if os.path.exists(os.path.join(sd, stale)):
                 os.unlink(os.path.join(sd, stale))
-        _write_atomic(os.path.join(sd, "pending.json"), json.dumps(record, sort_keys=True), 0o600)
+        _write_atomic(self.m, os.path.join(sd, "pending.json"), json.dumps(record, sort_keys=True), 0o600)
         # A leftover unit of an earlier run (stopped or failed) would block the name.
         self.run_cmd(["systemctl", "stop", ROLLBACK_UNIT + ".timer"], check=False)
         self.run_cmd(["systemctl", "reset-failed", ROLLBACK_UNIT + ".service", ROLLBACK_UNIT + ".timer"], check=False)

@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: talos_client_config
 short_description: Write the talosconfig (admin client credentials) of a Talos cluster
 version_added: 0.1.0
-author: rackboot developers
+author: rackboot developers (@rackboot)
 description:
   - Writes the talosctl client configuration of a cluster with one context,
     the Talos API CA from the secrets bundle and an Ed25519 admin client

@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: talos_cluster
 short_description: Drive talosctl through a Talos rollout (apply, bootstrap, wait, kubeconfig)
 version_added: 0.1.0
-author: rackboot developers
+author: rackboot developers (@rackboot)
 description:
   - One I(step) of taking a rack of Talos nodes from maintenance mode to a
     bootstrapped cluster, with C(talosctl). The command lines and the order of

@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: talos_machine_config
 short_description: Render one node's Talos machine configuration from the rackboot model
 version_added: 0.1.0
-author: rackboot developers
+author: rackboot developers (@rackboot)
 description:
   - Writes the multi-document Talos (v1.12+) machine configuration of one
     node, built from C(rackboot_node) and C(rackboot_cluster) (the inventory
@@ -45,9 +45,9 @@ options:
     type: path
     required: true
   talos_version:
-    description: Talos version; selects the default installer image.
+    description: Talos version; selects the default installer image (the talos role passes C(versions_talos)).
     type: str
-    default: "1.13.9"
+    required: true
   install_image:
     description: Installer image, e.g. an Image Factory image with system extensions.
     type: str
@@ -69,7 +69,7 @@ options:
     elements: dict
     default: [{name: openvswitch}]
   sysctls:
-    description: Kernel parameters (string values).
+    description: Kernel parameters (string values; the talos role passes C(versions_neighbour_sysctls)).
     type: dict
   discovery:
     description: Talos cluster discovery (needs the discovery service or the Kubernetes registry).
@@ -134,7 +134,7 @@ def main():
             node=dict(type="dict", required=True),
             cluster=dict(type="dict", required=True),
             secrets_path=dict(type="path", required=True),
-            talos_version=dict(type="str", default="1.13.9"),
+            talos_version=dict(type="str", required=True),
             install_image=dict(type="str"),
             install_wipe=dict(type="bool", default=False),
             kubeprism_port=dict(type="int", default=7445),

@@ -8,21 +8,30 @@ DOCUMENTATION = r"""
 module: talos_secrets
 short_description: Create a Talos cluster secrets bundle once
 version_added: 0.1.0
-author: rackboot developers
+author: rackboot developers (@rackboot)
 description:
   - Creates the secrets of a Talos cluster (cluster ID and secret, bootstrap
     token, secretbox encryption key, trustd token, the etcd, Kubernetes and
     aggregator CAs, the service-account key and the Talos API CA) in the
     format of C(talosctl gen secrets), with Python's cryptography.
-  - The file is written with mode 0600 and never overwritten. An existing
-    file is validated (every field present, every key matches its
-    certificate) and its mode is corrected to 0600 if needed.
+  - The file is written with mode 0600 into a folder of mode 0700 holding a
+    C(.gitignore) that ignores everything in it, and never overwritten. An
+    existing file is validated (every field present, every key matches its
+    certificate, bound to this cluster) and the modes are corrected if needed.
+  - The bundle is bound to the cluster name (a C(# rackboot-cluster:) line);
+    a bundle of another cluster, e.g. one copied along with an inventory, is
+    refused with both names.
   - Never returns or logs key material.
   - "Runs on the controller (C(delegate_to: localhost))."
 options:
   path:
     description: Where the bundle lives, e.g. C({{ rackboot_secrets_dir }}/talos-secrets.yaml).
     type: path
+    required: true
+  cluster:
+    description:
+      - Name of the cluster the bundle belongs to (C(rackboot_cluster.name)).
+    type: str
     required: true
 requirements:
   - cryptography
@@ -36,6 +45,7 @@ EXAMPLES = r"""
 - name: Talos secrets exist
   rackboot.metal.talos_secrets:
     path: "{{ rackboot_secrets_dir }}/talos-secrets.yaml"
+    cluster: "{{ rackboot_cluster.name }}"
   delegate_to: localhost
   run_once: true
 """
@@ -69,18 +79,24 @@ except ImportError as e:  # cryptography / PyYAML missing on the controller
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(path=dict(type="path", required=True)), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=dict(path=dict(type="path", required=True),
+                                              cluster=dict(type="str", required=True)),
+                           supports_check_mode=True)
     if IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib("cryptography and PyYAML"), exception=str(IMPORT_ERROR))
-    path = module.params["path"]
+    path, cluster = module.params["path"], module.params["cluster"]
     result = dict(changed=False, path=path, created=False)
     if os.path.exists(path):
         try:
             with open(path) as f:
-                bundle = talos_secrets.load(f.read(), source=path)
+                text = f.read()
+            bundle = talos_secrets.load(text, source=path)
+            talos_secrets.check_cluster(text, cluster, source=path)
         except (OSError, talos_secrets.SecretsError) as e:
             module.fail_json(msg="%s; rackboot never overwrites an existing secrets bundle: fix or move it away "
                                  "(a new bundle means a new cluster)" % e, **result)
+        if talos_secrets.private_dir(os.path.dirname(os.path.abspath(path)), module.check_mode):
+            result["changed"] = True
         mode = stat.S_IMODE(os.stat(path).st_mode)
         if mode != 0o600:
             result["changed"] = True
@@ -94,7 +110,8 @@ def main():
                             after={"path": path, "state": "present (new cluster secrets, mode 0600)"}))
     if not module.check_mode:
         bundle = talos_secrets.generate()
-        talos_secrets.write_private(path, talos_secrets.dump(bundle))
+        talos_secrets.private_dir(os.path.dirname(os.path.abspath(path)))
+        talos_secrets.write_private(path, talos_secrets.dump(bundle, cluster))
         result["os_ca_sha256"] = talos_secrets.fingerprint(bundle)
     module.exit_json(**result)
 

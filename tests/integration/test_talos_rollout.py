@@ -38,7 +38,7 @@ def test_rollout_check_then_apply_then_nothing(tmp_path):
     sec, art = tmp_path / "secrets", tmp_path / "artifacts"
     sec.mkdir()
     bundle = talos_secrets.generate()      # the cluster the fake nodes will trust
-    talos_secrets.write_private(str(sec / "talos-secrets.yaml"), talos_secrets.dump(bundle))
+    talos_secrets.write_private(str(sec / "talos-secrets.yaml"), talos_secrets.dump(bundle, spec["cluster"]["name"]))
     talosctl, state = fakectl.install_fake(tmp_path, {a: {"state": "maintenance"} for a in addresses.values()},
                                            bundle["certs"]["os"]["crt"])
 
@@ -50,7 +50,9 @@ def test_rollout_check_then_apply_then_nothing(tmp_path):
                "-e", "rackboot_artifacts_dir=%s" % art, "-e", "rackboot_secrets_dir=%s" % sec,
                # talosctl from an "offline file", installed by the role into bin/
                "-e", "talos_talosctl_offline_file=%s" % talosctl, "-e", "talos_talosctl_path=%s" % installed,
-               "-e", "talos_poll_interval=0"]
+               "-e", "talos_poll_interval=0",
+               # the preflight checks that every vaulted value decrypts, needed by this stage or not
+               "--vault-id", "example@%s" % (INVENTORY / "vault-password.txt")]
         res = subprocess.run(cmd + list(extra), cwd=str(REPO), capture_output=True, text=True,
                              env=dict(os.environ, FAKE_TALOS_STATE=state, ANSIBLE_NOCOLOR="1"))
         assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-3000:]

@@ -17,6 +17,7 @@ import yaml
 
 from ansible_collections.rackboot.metal.plugins.module_utils import talos_cli, talos_config, talos_secrets
 from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
+from conftest import TALOS
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("talos_fakectl", pathlib.Path(__file__).with_name("test_talos_fakectl.py"))
@@ -153,7 +154,7 @@ def rack(tmp_path):
     tc.write_text(yaml.safe_dump(talos_secrets.talosconfig("dc1-prod", addrs, addrs, bundle, crt, key)))
     nodes, files, desired = [], {}, {}
     for name, node in model.nodes.items():
-        docs = talos_config.render(node, model.cluster, bundle)
+        docs = talos_config.render(node, model.cluster, bundle, TALOS)
         path = tmp_path / ("%s.yaml" % name)
         path.write_text(talos_config.dump(docs, name, node["role"]))
         files[name] = str(path)

@@ -23,6 +23,7 @@ import yaml
 from ansible_collections.rackboot.metal.plugins.module_utils import talos_config, talos_network, talos_secrets
 from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream
+from conftest import TALOS, VERSIONS
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SCHEMA_PATH = pathlib.Path(upstream.path("talos_schema"))
@@ -59,7 +60,7 @@ def bundle():
 
 def render(inv, name, bundle, **options):
     m = MODELS[inv]
-    return talos_config.render(m.nodes[name], m.cluster, bundle, options)
+    return talos_config.render(m.nodes[name], m.cluster, bundle, dict(TALOS, **options))
 
 
 def spec_node(inv, name):
@@ -226,7 +227,10 @@ def test_options_reach_the_config(bundle):
     assert main["machine"]["install"]["image"] == "factory/x:v1"
     assert main["machine"]["features"]["kubePrism"]["port"] == 7446
     assert [m["name"] for m in main["machine"]["kernel"]["modules"]] == ["openvswitch", "drbd"]
-    assert render("example", "cp1", bundle)[0]["machine"]["install"]["image"] == "ghcr.io/siderolabs/installer:v1.13.9"
+    assert render("example", "cp1", bundle)[0]["machine"]["install"]["image"] == "ghcr.io/siderolabs/installer:v%s" % VERSIONS["versions_talos"]
+
+    with pytest.raises(talos_config.ConfigError, match="talos_version is required"):
+        talos_config.render(MODELS["example"].nodes["cp1"], MODELS["example"].cluster, bundle)
 
 
 def test_rendering_is_byte_identical_for_the_same_inputs(bundle):
@@ -234,15 +238,15 @@ def test_rendering_is_byte_identical_for_the_same_inputs(bundle):
     m = MODELS["example"]
     shuffled = dict(reversed(list(m.cluster.items())))       # key order of the input does not matter
     for name, node in m.nodes.items():
-        a = talos_config.dump(talos_config.render(node, m.cluster, bundle), name, node["role"])
-        b = talos_config.dump(talos_config.render(copy.deepcopy(node), shuffled, again), name, node["role"])
+        a = talos_config.dump(talos_config.render(node, m.cluster, bundle, TALOS), name, node["role"])
+        b = talos_config.dump(talos_config.render(copy.deepcopy(node), shuffled, again, TALOS), name, node["role"])
         assert a == b
 
 
 def test_missing_install_disk_is_a_clear_error(bundle):
     node = dict(MODELS["example"].nodes["w1"], install_disk=None)
     with pytest.raises(talos_config.ConfigError, match="node w1: install_disk is required"):
-        talos_config.render(node, MODELS["example"].cluster, bundle)
+        talos_config.render(node, MODELS["example"].cluster, bundle, TALOS)
 
 
 def test_redaction_hides_every_secret(bundle):
@@ -260,12 +264,12 @@ def test_redaction_hides_every_secret(bundle):
 # ---------------------------------------------------------------------------------------------
 def test_machine_config_module_check_diff_write_and_idempotence(tmp_path, schema):
     secrets = tmp_path / "talos-secrets.yaml"
-    run_module("talos_secrets", {"path": str(secrets)}, tmp_path)
+    run_module("talos_secrets", {"path": str(secrets), "cluster": "dc1-prod"}, tmp_path)
     bundle = yaml.safe_load(secrets.read_text())
     m = MODELS["example"]
     out = tmp_path / "talos" / "cp1.yaml"
     args = {"path": str(out), "node": m.nodes["cp1"], "cluster": m.cluster, "secrets_path": str(secrets),
-            "schema": str(SCHEMA_PATH)}
+            "schema": str(SCHEMA_PATH), "talos_version": VERSIONS["versions_talos"]}
     res, text = run_module("talos_machine_config", args, tmp_path, check=True, diff=True)
     assert res["changed"] and not out.exists()
     assert "kind: BondConfig" in res["diff"]["after"] and bundle["certs"]["os"]["key"] not in text
@@ -279,10 +283,10 @@ def test_machine_config_module_check_diff_write_and_idempotence(tmp_path, schema
 
 def test_machine_config_module_names_the_problem(tmp_path):
     secrets = tmp_path / "talos-secrets.yaml"
-    run_module("talos_secrets", {"path": str(secrets)}, tmp_path)
+    run_module("talos_secrets", {"path": str(secrets), "cluster": "dc1-prod"}, tmp_path)
     m = MODELS["example"]
     args = {"path": str(tmp_path / "w1.yaml"), "node": dict(m.nodes["w1"], install_disk=None), "cluster": m.cluster,
-            "secrets_path": str(secrets)}
+            "secrets_path": str(secrets), "talos_version": VERSIONS["versions_talos"]}
     res, out = run_module("talos_machine_config", args, tmp_path)
     assert res["failed"] and res["msg"] == "node w1: install_disk is required with distribution talos"
     assert "Traceback" not in out

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.rackboot.metal.plugins.module_utils import talos_config, talos_secrets
 from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
+from conftest import TALOS
 
 _spec = importlib.util.spec_from_file_location("talos_config_tests",
                                                pathlib.Path(__file__).with_name("test_talos_config.py"))
@@ -73,7 +74,7 @@ def specs(draw):
 def test_any_host_network_renders_valid_documents(spec):
     model = build(spec)
     for name, node in model.nodes.items():
-        docs = talos_config.render(node, model.cluster, BUNDLE)
+        docs = talos_config.render(node, model.cluster, BUNDLE, TALOS)
         assert talos_config.schema_errors(docs, SCHEMA) == []
         _config_tests.check_network_documents(node, docs)
         vips = [d for d in docs if d.get("kind") == "Layer2VIPConfig"]

@@ -120,31 +120,71 @@ def run_module(name, args, tmp_path, check=False, diff=False):
 
 def test_secrets_module_creates_once_never_overwrites(tmp_path):
     path = tmp_path / "secrets" / "talos-secrets.yaml"
-    res, _ = run_module("talos_secrets", {"path": str(path)}, tmp_path, check=True)
+    res, _ = run_module("talos_secrets", {"path": str(path), "cluster": "c1"}, tmp_path, check=True)
     assert res["changed"] and not path.exists()
-    res, out = run_module("talos_secrets", {"path": str(path)}, tmp_path)
+    res, out = run_module("talos_secrets", {"path": str(path), "cluster": "c1"}, tmp_path)
     assert res["changed"] and res["created"] and stat.S_IMODE(path.stat().st_mode) == 0o600
     text = path.read_text()
     bundle = yaml.safe_load(text)
     assert bundle["certs"]["os"]["key"] not in out and bundle["secrets"]["bootstraptoken"] not in out
-    res, _ = run_module("talos_secrets", {"path": str(path)}, tmp_path)
+    res, _ = run_module("talos_secrets", {"path": str(path), "cluster": "c1"}, tmp_path)
     assert not res["changed"] and path.read_text() == text
     path.chmod(0o644)
-    res, _ = run_module("talos_secrets", {"path": str(path)}, tmp_path)
+    res, _ = run_module("talos_secrets", {"path": str(path), "cluster": "c1"}, tmp_path)
     assert res["changed"] and stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == text
+
+
+def test_secrets_live_in_a_private_folder_git_ignores(tmp_path):
+    """0600 file, 0700 folder, and a .gitignore: `git add -A` of the inventory commits none of it."""
+    inventory = tmp_path / "inventories" / "prod" / "dc1"          # deeper than inventories/*/
+    inventory.mkdir(parents=True)
+    (inventory / "cluster.yml").write_text("plugin: rackboot.metal.cluster\n")
+    path = inventory / "secrets" / "talos-secrets.yaml"
+    res, _ = run_module("talos_secrets", {"path": str(path), "cluster": "c1"}, tmp_path)
+    assert res["changed"] and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(git + ["init", "-q", str(tmp_path)], check=True)
+    subprocess.run(git + ["add", "-A"], cwd=tmp_path, check=True)
+    staged = subprocess.run(["git", "diff", "--cached", "--name-only"], cwd=tmp_path, capture_output=True,
+                            text=True, check=True).stdout.split()
+    assert "inventories/prod/dc1/cluster.yml" in staged
+    assert sorted(staged) == ["inventories/prod/dc1/cluster.yml", "talos_secrets-args.json"]
+    # A folder someone loosened is tightened again (and reported).
+    path.parent.chmod(0o755)
+    res, _ = run_module("talos_secrets", {"path": str(path), "cluster": "c1"}, tmp_path)
+    assert res["changed"] and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_secrets_module_refuses_the_bundle_of_another_cluster(tmp_path):
+    path = tmp_path / "secrets" / "talos-secrets.yaml"
+    run_module("talos_secrets", {"path": str(path), "cluster": "demo"}, tmp_path)
+    text = path.read_text()
+    assert talos_secrets.bound_cluster(text) == "demo"
+    res, _ = run_module("talos_secrets", {"path": str(path), "cluster": "dc1-prod"}, tmp_path)
+    assert res.get("failed") and str(path) in res["msg"]
+    assert "belongs to cluster demo, not to this cluster dc1-prod" in res["msg"]
+    assert path.read_text() == text
+    # A bundle that names no cluster (from talosctl gen secrets, or an older rackboot) is not adopted silently.
+    path.write_text(talos_secrets.dump(yaml.safe_load(text)))
+    res, _ = run_module("talos_secrets", {"path": str(path), "cluster": "dc1-prod"}, tmp_path)
+    assert res.get("failed") and "# rackboot-cluster: dc1-prod" in res["msg"]
+    path.write_text("# rackboot-cluster: dc1-prod\n" + path.read_text())
+    res, _ = run_module("talos_secrets", {"path": str(path), "cluster": "dc1-prod"}, tmp_path)
+    assert not res.get("failed") and not res["created"]
 
 
 def test_secrets_module_refuses_a_damaged_bundle(tmp_path):
     path = tmp_path / "talos-secrets.yaml"
     path.write_text("cluster: {id: x}\n")
-    res, _ = run_module("talos_secrets", {"path": str(path)}, tmp_path)
+    res, _ = run_module("talos_secrets", {"path": str(path), "cluster": "c1"}, tmp_path)
     assert res.get("failed") and "cluster.secret is missing" in res["msg"] and "never overwrites" in res["msg"]
     assert path.read_text() == "cluster: {id: x}\n"
 
 
 def test_client_config_module_keeps_its_certificate_and_updates_endpoints(tmp_path):
     secrets = tmp_path / "talos-secrets.yaml"
-    run_module("talos_secrets", {"path": str(secrets)}, tmp_path)
+    run_module("talos_secrets", {"path": str(secrets), "cluster": "c1"}, tmp_path)
     tc = tmp_path / "talosconfig"
     args = {"path": str(tc), "secrets_path": str(secrets), "context": "c1", "endpoints": ["10.0.0.11"]}
     res, out = run_module("talos_client_config", args, tmp_path, diff=True)
