@@ -193,7 +193,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             # compose/groups/keyed_groups expressions, or a group they create
             raise SpecError([(("compose",), "cannot be applied: %s" % e.message)], path)
         done = time.perf_counter()
-        # Read by scripts/bench-inventory; shown with -vvv.
+        # Shown with -vvv.
         self.timing = {"read_and_model": built - t0, "publish": done - built}
         display.vvv("rackboot.metal.cluster: %s: %d nodes, %d routers; read + model %.3f s, publish %.3f s"
                     % (path, len(model.nodes), len(model.routers), built - t0, done - built))

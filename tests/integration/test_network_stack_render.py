@@ -360,7 +360,7 @@ def test_bad_attachment_stops_before_anything_runs(tmp_path):
                vault="example@%s" % (inv / "vault-password.txt"))
     text = got.stdout + got.stderr
     assert got.returncode != 0
-    assert "attachments[0].type: type bridge needs a bridge on network peering" in text
+    assert "attachments[0] (p).type: type bridge needs a bridge on network peering" in text
     assert "Traceback" not in text
     assert not (tmp_path / "a").exists()
 
