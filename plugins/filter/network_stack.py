@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: rackboot developers
 # Apache License 2.0 (see LICENSE)
-"""Filters exposing plugins/module_utils/network_stack.py to the network-stack roles."""
+"""Filters exposing plugins/plugin_utils/network_stack.py to the network-stack roles."""
 
 from __future__ import annotations
 
@@ -14,14 +14,19 @@ description:
   - Filters over C(rackboot_cluster) that return the Helm values and Kubernetes
     resources of Kube-OVN, Cilium, Multus, MetalLB, cozy-proxy and tenant
     isolation. They are thin wrappers of
-    C(plugins/module_utils/network_stack.py); see docs/network-stack.md.
+    C(plugins/plugin_utils/network_stack.py); see docs/network-stack.md.
   - "C(kube_ovn_values(namespace, version)), C(cilium_values),
-    C(cilium_cni_configmap(namespace)), C(multus_resources(namespace, version, image,
-    memory_request, memory_limit)), C(nad_resources), C(metallb_values),
+    C(cilium_cni_configmap(namespace)), C(multus_resources(manifest, namespace, version, image,
+    memory_request, memory_limit, cpu_request, registry)), C(nad_resources), C(metallb_values),
     C(metallb_resources(namespace, password_secret, with_password)),
     C(metallb_password_secret(namespace, name)) (input is the password, or
     C(none) for the render placeholder), C(cozy_proxy_values(version, image)),
     C(tenant_resources), C(tenant_policies),
+    C(k8s_validate(component)) (the resources unchanged, or an error per invalid object),
+    C(with_image_registry(chart, registry)) (Helm values with the chart's image repositories
+    on the mirror), C(air_gap_list(platform, chart_names, registry)) (input C({component: manifest
+    text})), C(platform_images(kubernetes_version, pins)) (input the distribution),
+    C(images_txt), C(mirror_image(registry)), C(helm_binary) (input rackboot_helm_binary or empty),
     C(chart_source(component, chart_ref, repo_url, version)),
     C(k8s_documents(what)) (a list of resources as one multi-document YAML text,
     keys sorted; a comment naming C(what) when the list is empty)."
@@ -51,14 +56,16 @@ import yaml
 from ansible.errors import AnsibleFilterError
 from ansible.parsing.yaml.dumper import AnsibleDumper
 
-from ansible_collections.rackboot.metal.plugins.module_utils import network_stack as ns
+from ansible_collections.rackboot.metal.plugins.plugin_utils import manifests as mf
+from ansible_collections.rackboot.metal.plugins.plugin_utils import network_stack as ns
+from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream
 
 
 def _wrap(func):
     def run(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except ns.NetworkStackError as e:
+        except (ns.NetworkStackError, mf.RenderError, upstream.UpstreamError) as e:
             raise AnsibleFilterError(str(e))
         except (KeyError, TypeError) as e:
             # Usually a rackboot_cluster that did not come from the inventory plugin.
@@ -81,6 +88,24 @@ def k8s_documents(docs, what="resources"):
                                        indent=2, width=120, allow_unicode=True) for doc in docs)
 
 
+def k8s_validate(docs, component):
+    """``docs`` unchanged when every object is valid (strict Kubernetes schemas, CRDs); else an error per problem."""
+    validator = mf.Validator(upstream.path("kubernetes_strict_schemas"), upstream.crds())
+    validator.add_crds([d for d in docs if d.get("kind") == "CustomResourceDefinition"])
+    return mf.check(validator, list(docs), component)
+
+
+def with_image_registry(values, chart, registry):
+    """Helm values with every image repository of ``chart`` (a local chart) moved to ``registry``."""
+    if not registry:
+        return values
+    return ns.with_image_registry(values, mf.chart_defaults(chart), registry)
+
+
+def air_gap_list(manifest_texts, platform, chart_names, registry=None):
+    return mf.air_gap_list(manifest_texts, platform, mf.chart_pins(chart_names), registry)
+
+
 class FilterModule(object):
     """rackboot network-stack filters."""
 
@@ -101,4 +126,10 @@ class FilterModule(object):
         }
         out = {name: _wrap(func) for name, func in funcs.items()}
         out["k8s_documents"] = k8s_documents
+        for func in (k8s_validate, with_image_registry, air_gap_list):
+            out[func.__name__] = _wrap(func)
+        out["platform_images"] = _wrap(mf.platform_images)
+        out["images_txt"] = _wrap(mf.images_txt)
+        out["helm_binary"] = _wrap(mf.helm_binary)
+        out["mirror_image"] = _wrap(mf.mirror_image)
         return out

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.rackboot.metal.plugins.module_utils import network_stack as ns
+from ansible_collections.rackboot.metal.plugins.plugin_utils import network_stack as ns
 from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
 from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream as pinned
 
