@@ -24,8 +24,8 @@ description:
     C(tenant_resources), C(tenant_policies),
     C(k8s_validate(component)) (the resources unchanged, or an error per invalid object),
     C(with_image_registry(chart, registry)) (Helm values with the chart's image repositories
-    on the mirror), C(air_gap_list(platform, chart_names, registry)) (input C({component: manifest
-    text})), C(platform_images(kubernetes_version, pins)) (input the distribution),
+    on the mirror), C(air_gap_list(platform, chart_names, registry)) (input the rendered
+    C(<component>/manifests.yaml) paths), C(platform_images(kubernetes_version, pins)) (input the distribution),
     C(images_txt), C(mirror_image(registry)), C(helm_binary) (input rackboot_helm_binary or empty),
     C(chart_source(component, chart_ref, repo_url, version)),
     C(k8s_documents(what)) (a list of resources as one multi-document YAML text,
@@ -90,7 +90,7 @@ def k8s_documents(docs, what="resources"):
 
 def k8s_validate(docs, component):
     """``docs`` unchanged when every object is valid (strict Kubernetes schemas, CRDs); else an error per problem."""
-    validator = mf.Validator(upstream.path("kubernetes_strict_schemas"), upstream.crds())
+    validator = mf.validator()
     validator.add_crds([d for d in docs if d.get("kind") == "CustomResourceDefinition"])
     return mf.check(validator, list(docs), component)
 
@@ -102,8 +102,14 @@ def with_image_registry(values, chart, registry):
     return ns.with_image_registry(values, mf.chart_defaults(chart), registry)
 
 
-def air_gap_list(manifest_texts, platform, chart_names, registry=None):
-    return mf.air_gap_list(manifest_texts, platform, mf.chart_pins(chart_names), registry)
+def air_gap_list(manifest_paths, platform, chart_names, registry=None):
+    """The air-gap list of rendered manifest files (``<artifacts>/<component>/manifests.yaml``)."""
+    import os
+    texts = {}
+    for path in sorted(manifest_paths):
+        with open(path, encoding="utf-8") as f:
+            texts[os.path.basename(os.path.dirname(path))] = f.read()
+    return mf.air_gap_list(texts, platform, mf.chart_pins(chart_names), registry)
 
 
 class FilterModule(object):

@@ -78,7 +78,7 @@ class LookupModule(LookupBase):
         opt = self.get_option
         out = []
         try:
-            validator = manifests.Validator(upstream.path("kubernetes_strict_schemas"), upstream.crds())
+            validator = manifests.validator()
             for component in terms:
                 text = manifests.helm_template(opt("chart"), opt("release"), opt("namespace"), opt("kube_version"),
                                                opt("values") or {}, helm=opt("helm") or None,

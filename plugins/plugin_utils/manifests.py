@@ -24,6 +24,8 @@ import yaml
 
 from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 ENV_HELM = "RACKBOOT_HELM"
 HELM_TIMEOUT = 300
@@ -91,12 +93,12 @@ def _drop_nulls(node):
 
 def documents(text):
     """The objects of a multi-document manifest, nulls dropped (the API server ignores them)."""
-    return [_drop_nulls(d) for d in yaml.safe_load_all(text) if d]
+    return [_drop_nulls(d) for d in yaml.load_all(text, Loader=_LOADER) if d]
 
 
 def dump(docs):
     """One multi-document YAML text, keys sorted: byte-stable for the same objects."""
-    return "".join("---\n" + yaml.safe_dump(d, sort_keys=True, default_flow_style=False, width=1000)
+    return "".join("---\n" + yaml.dump(d, Dumper=_DUMPER, sort_keys=True, default_flow_style=False, width=1000)
                    for d in docs)
 
 
@@ -297,6 +299,16 @@ def _path(error):
     for part in error.absolute_path:
         out += "[%d]" % part if isinstance(part, int) else ("." if out else "") + str(part)
     return out or "(top)"
+
+
+_VALIDATORS = {}
+
+
+def validator():
+    """The Validator of the pinned schemas and CRDs, built once per process."""
+    if "pinned" not in _VALIDATORS:
+        _VALIDATORS["pinned"] = Validator(upstream.path("kubernetes_strict_schemas"), upstream.crds())
+    return _VALIDATORS["pinned"]
 
 
 class Validator:

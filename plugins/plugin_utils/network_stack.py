@@ -252,7 +252,8 @@ def multus_resources(cluster, manifest, namespace=None, version=None, image=MULT
     ref = "%s:v%s-thick" % (image, str(version).lstrip("v"))
     if registry:
         ref = mirror_image(ref, registry)
-    docs = copy.deepcopy([d for d in manifest if d])
+    # A plain copy (JSON): Ansible's lazy containers hand out new element objects.
+    docs = json.loads(json.dumps([d for d in manifest if d]))
     kinds = [d.get("kind") for d in docs]
     for want in ("CustomResourceDefinition", "ConfigMap", "DaemonSet", "ServiceAccount"):
         if want not in kinds:
