@@ -50,6 +50,7 @@ DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 pytestmark = pytest.mark.slow
 PINS = yaml.safe_load((REPO / "roles/versions/defaults/main.yml").read_text())
 KUBEPRISM = PINS["versions_talos_kubeprism_port"]
+PINS_KUBE_OVN_PRIORITY = "10"     # Kube-OVN's CNI_CONFIG_PRIORITY: after Cilium's 05-cilium.conflist
 
 
 def _env():
@@ -504,8 +505,12 @@ def test_kube_ovn_cidrs_and_cni_priority(rendered):
     assert ctrl["--default-cidr"] == c.get("pod_cidr", "10.244.0.0/16")
     assert ctrl["--node-switch-cidr"] == c.get("join_cidr", "100.64.0.0/16")
     assert ctrl["--service-cluster-ip-range"] == c.get("service_cidr", "10.96.0.0/16")
-    cni = _one(docs, "DaemonSet", "kube-ovn-cni")
-    conf_name = _args(_pod(cni)["containers"][0])["--cni-conf-name"]
+    cni = _pod(_one(docs, "DaemonSet", "kube-ovn-cni"))
+    args = {}
+    for container in cni.get("initContainers", []) + cni["containers"]:
+        args.update(_args(container))
+    conf_name = args["--cni-conf-name"]
+    assert conf_name.startswith(PINS_KUBE_OVN_PRIORITY + "-")
     cilium = _one(_objects(rendered, "cilium/manifests.yaml"), "ConfigMap", "cilium-config")["data"]
     cilium_file = cilium["write-cni-conf-when-ready"].rsplit("/", 1)[1]
     # The kubelet (and Multus) take the first file: Cilium's chain, not Kube-OVN's own.
@@ -549,7 +554,7 @@ def test_cozy_proxy_on_every_node(rendered):
     assert _pod(ds)["hostNetwork"] is True
 
 
-IMAGE_LINE = re.compile(r"""(?m)^\s*(?:-\s+)?image:\s*['"]?([^\s'"]+)""")
+IMAGE_LINE = re.compile(r"""(?m)^[ \t]*(?:-[ \t]+)?image:[ \t]*['"]?([^\s'"]+)""")
 
 
 def _image_strings(root):
