@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: rackboot developers
 # Apache License 2.0 (see LICENSE)
-"""Filters exposing plugins/module_utils/network_stack.py to the network-stack roles."""
+"""Filters exposing plugins/plugin_utils/network_stack.py to the network-stack roles."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ import yaml
 from ansible.errors import AnsibleFilterError
 from ansible.parsing.yaml.dumper import AnsibleDumper
 
-from ansible_collections.rackboot.metal.plugins.module_utils import network_stack as ns
+from ansible_collections.rackboot.metal.plugins.plugin_utils import manifests as mf
+from ansible_collections.rackboot.metal.plugins.plugin_utils import network_stack as ns
+from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream
 
 
 def _wrap(func):
     def run(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except ns.NetworkStackError as e:
+        except (ns.NetworkStackError, mf.RenderError, upstream.UpstreamError) as e:
             raise AnsibleFilterError(str(e))
         except (KeyError, TypeError) as e:
             # Usually a rackboot_cluster that did not come from the inventory plugin.
@@ -42,6 +44,30 @@ def k8s_documents(docs, what="resources"):
                                        indent=2, width=120, allow_unicode=True) for doc in docs)
 
 
+def k8s_validate(docs, component):
+    """``docs`` unchanged when every object is valid (strict Kubernetes schemas, CRDs); else an error per problem."""
+    validator = mf.validator()
+    validator.add_crds([d for d in docs if d.get("kind") == "CustomResourceDefinition"])
+    return mf.check(validator, list(docs), component)
+
+
+def with_image_registry(values, chart, registry):
+    """Helm values with every image repository of ``chart`` (a local chart) moved to ``registry``."""
+    if not registry:
+        return values
+    return ns.with_image_registry(values, mf.chart_defaults(chart), registry)
+
+
+def air_gap_list(manifest_paths, platform, chart_names, registry=None):
+    """The air-gap list of rendered manifest files (``<artifacts>/<component>/manifests.yaml``)."""
+    import os
+    texts = {}
+    for path in sorted(manifest_paths):
+        with open(path, encoding="utf-8") as f:
+            texts[os.path.basename(os.path.dirname(path))] = f.read()
+    return mf.air_gap_list(texts, platform, mf.chart_pins(chart_names), registry)
+
+
 class FilterModule(object):
     """rackboot network-stack filters."""
 
@@ -62,4 +88,10 @@ class FilterModule(object):
         }
         out = {name: _wrap(func) for name, func in funcs.items()}
         out["k8s_documents"] = k8s_documents
+        for func in (k8s_validate, with_image_registry, air_gap_list):
+            out[func.__name__] = _wrap(func)
+        out["platform_images"] = _wrap(mf.platform_images)
+        out["images_txt"] = _wrap(mf.images_txt)
+        out["helm_binary"] = _wrap(mf.helm_binary)
+        out["mirror_image"] = _wrap(mf.mirror_image)
         return out

@@ -178,6 +178,8 @@ SPEC = Field("dict", required=True, fields={
                                                "default: host_network.native_network"),
         "cert_sans": Field("list", item=Field("san"), default=[],
                            doc="extra names/addresses for the API server certificate"),
+        "image_registry": Field("str", doc="local registry (host[:port][/prefix]) every network-stack image is "
+                                           "pulled from, same path/tag/digest; default: the upstream registries"),
     }),
     "networks": Field("list", required=True, min_items=1, doc="L2 segments of the fabric",
                       item=Field("dict", fields={

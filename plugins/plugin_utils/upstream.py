@@ -197,12 +197,13 @@ def crds():
     MetalLB's CRD files, the Kube-OVN bundle inside its chart and the one in
     the Multus manifest."""
     import glob
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml: 10x faster on these big files
     docs = []
     for name in ("cilium_crds", "metallb_crds"):
         for f in sorted(glob.glob(os.path.join(path(name), "**", "*.yaml"), recursive=True)):
             with open(f, encoding="utf-8") as fh:
-                docs.extend(yaml.safe_load_all(fh))
+                docs.extend(yaml.load_all(fh, Loader=loader))
     for f in (os.path.join(path("kube_ovn_chart"), "templates", "kube-ovn-crd.yaml"), path("multus_manifest")):
         with open(f, encoding="utf-8") as fh:
-            docs.extend(yaml.safe_load_all(fh))
+            docs.extend(yaml.load_all(fh, Loader=loader))
     return [d for d in docs if d and d.get("kind") == "CustomResourceDefinition"]

@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
+from ansible_collections.rackboot.metal.plugins.plugin_utils import manifests as mf
 from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +48,9 @@ BUILTIN = {("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "S
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 pytestmark = pytest.mark.slow
+PINS = yaml.safe_load((REPO / "roles/versions/defaults/main.yml").read_text())
+KUBEPRISM = PINS["versions_talos_kubeprism_port"]
+PINS_KUBE_OVN_PRIORITY = "10"     # Kube-OVN's CNI_CONFIG_PRIORITY: after Cilium's 05-cilium.conflist
 
 
 def _env():
@@ -82,47 +86,13 @@ def _docs(path):
     return [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
 
 
-# --------------------------------------------------------------------------
-# CRD openAPIV3Schema -> JSON Schema
-# --------------------------------------------------------------------------
-def _to_jsonschema(node, structural=True):
-    """Kubernetes structural schema to JSON Schema; unknown fields are errors (the API server prunes
-    or, with strict field validation, rejects them: either way a typo would be lost). Inside
-    allOf/anyOf/oneOf/not the schema only validates values and prunes nothing."""
-    if not isinstance(node, dict):
-        return node
-    out = {}
-    for key, value in node.items():
-        if key.startswith("x-kubernetes-") or key in ("nullable", "format"):
-            continue
-        if key in ("properties", "patternProperties"):
-            out[key] = {k: _to_jsonschema(v, structural) for k, v in value.items()}
-        elif key in ("items", "additionalProperties"):
-            out[key] = _to_jsonschema(value, structural)
-        elif key == "not":
-            out[key] = _to_jsonschema(value, False)
-        elif key in ("allOf", "anyOf", "oneOf"):
-            out[key] = [_to_jsonschema(v, False) for v in value]
-        else:
-            out[key] = value
-    if node.get("x-kubernetes-int-or-string"):
-        out.pop("type", None)
-        out = {"anyOf": [{"type": "integer"}, {"type": "string"}], **{k: v for k, v in out.items() if k != "anyOf"}}
-    if node.get("nullable") and isinstance(out.get("type"), str):
-        out["type"] = [out["type"], "null"]
-    if structural and "properties" in node and "additionalProperties" not in node and \
-            not node.get("x-kubernetes-preserve-unknown-fields"):
-        out["additionalProperties"] = False
-    return out
-
-
 def _load_crds():
     crds = {}
     for crd in upstream.crds():
         group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
         for version in crd["spec"]["versions"]:
             if version.get("served"):
-                schema = _to_jsonschema(version["schema"]["openAPIV3Schema"])
+                schema = mf.crd_jsonschema(version["schema"]["openAPIV3Schema"])
                 crds[("%s/%s" % (group, version["name"]), kind)] = (schema, crd["spec"]["scope"])
     return crds
 
@@ -164,12 +134,16 @@ def rendered(request, tmp_path_factory):
 
 
 EXPECTED_FILES = {
-    "kube-ovn/values.yaml", "kube-ovn/chart.yaml", "cilium/values.yaml", "cilium/chart.yaml",
-    "cilium/cni-configuration.yaml", "multus/multus.yaml", "multus/network-attachment-definitions.yaml",
-    "metallb/values.yaml", "metallb/chart.yaml", "metallb/resources.yaml", "metallb/bgp-password-secret.yaml",
-    "cozy-proxy/values.yaml", "cozy-proxy/chart.yaml", "tenants/tenants.yaml",
+    "kube-ovn/values.yaml", "kube-ovn/chart.yaml", "kube-ovn/manifests.yaml",
+    "cilium/values.yaml", "cilium/chart.yaml", "cilium/cni-configuration.yaml", "cilium/manifests.yaml",
+    "multus/manifests.yaml", "multus/network-attachment-definitions.yaml",
+    "metallb/values.yaml", "metallb/chart.yaml", "metallb/manifests.yaml", "metallb/resources.yaml",
+    "metallb/bgp-password-secret.yaml", "cozy-proxy/values.yaml", "cozy-proxy/chart.yaml", "cozy-proxy/manifests.yaml",
+    "tenants/tenants.yaml", "images.txt", "images.json",
 }
-RESOURCE_FILES = ("cilium/cni-configuration.yaml", "multus/multus.yaml", "multus/network-attachment-definitions.yaml",
+MANIFESTS = ("kube-ovn/manifests.yaml", "cilium/manifests.yaml", "multus/manifests.yaml", "metallb/manifests.yaml",
+             "cozy-proxy/manifests.yaml")
+RESOURCE_FILES = ("cilium/cni-configuration.yaml", "multus/manifests.yaml", "multus/network-attachment-definitions.yaml",
                   "metallb/resources.yaml", "metallb/bgp-password-secret.yaml", "tenants/tenants.yaml")
 
 
@@ -240,9 +214,9 @@ def test_metallb_values_validate_against_the_chart_schema(rendered):
 
 def test_every_kube_ovn_value_key_exists_upstream(rendered):
     values = yaml.safe_load((rendered["dir"] / "kube-ovn/values.yaml").read_text())
-    upstream = yaml.safe_load((Path(upstream.path("kube_ovn_chart")) / "values.yaml").read_text())
+    chart_values = yaml.safe_load((Path(upstream.path("kube_ovn_chart")) / "values.yaml").read_text())
     for path in _leaf_paths(values):
-        node = upstream
+        node = chart_values
         for part in path:
             assert isinstance(node, dict) and part in node, "kube-ovn key %s is not in the chart" % ".".join(path)
             node = node[part]
@@ -268,7 +242,7 @@ def test_semantics_follow_the_spec(rendered):
     cil = yaml.safe_load((out / "cilium/values.yaml").read_text())
     assert cil["kubeProxyReplacement"] is True and cil["cni"]["chainingMode"] == "generic-veth"
     if c["distribution"] == "talos":
-        assert (cil["k8sServiceHost"], cil["k8sServicePort"]) == ("localhost", 7445)
+        assert (cil["k8sServiceHost"], cil["k8sServicePort"]) == ("localhost", KUBEPRISM)
     else:
         assert (cil["k8sServiceHost"], cil["k8sServicePort"]) == (c["api_vip"], c.get("api_port", 6443))
     (cm,) = _docs(out / "cilium/cni-configuration.yaml")
@@ -437,3 +411,271 @@ def test_each_role_checks_the_cluster_first(tmp_path):
     for role, msg in result["msgs"].items():
         assert "the Kubernetes API of cluster lab is not reachable with kubeconfig %s" % missing in msg, (role, msg)
         assert "%s_kubeconfig" % role in msg
+
+
+# --------------------------------------------------------------------------
+# Full manifests (helm template of the pinned charts, the Multus overlay)
+# --------------------------------------------------------------------------
+def _objects(rendered, rel=None):
+    files = [rel] if rel else MANIFESTS
+    return [d for f in files for d in _docs(rendered["dir"] / f)]
+
+
+def _one(docs, kind, name):
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, "%s %s: %d found" % (kind, name, len(found))
+    return found[0]
+
+
+def _pod(doc):
+    return doc["spec"]["template"]["spec"]
+
+
+def _env_of(container):
+    return {e["name"]: e.get("value") for e in container.get("env") or []}
+
+
+@pytest.fixture(scope="module")
+def validator():
+    return mf.validator()
+
+
+def test_every_rendered_object_is_valid_against_the_api_and_the_crds(rendered, validator):
+    counts = {}
+    for rel in MANIFESTS:
+        docs = _docs(rendered["dir"] / rel)
+        validator.add_crds([d for d in docs if d["kind"] == "CustomResourceDefinition"])
+        assert validator.problems(docs, rel) == []
+        counts[rel] = len(docs)
+    # Full charts, not fragments: each has its workloads and more.
+    assert all(n >= 4 for n in counts.values()), counts
+    kinds = {d["kind"] for d in _objects(rendered)}
+    assert {"DaemonSet", "Deployment", "ConfigMap", "ClusterRole", "CustomResourceDefinition", "CronJob"} <= kinds
+
+
+def test_no_kube_proxy_anywhere(rendered):
+    for d in _objects(rendered):
+        assert "kube-proxy" != d["metadata"]["name"], d["kind"]
+    listing = json.loads((rendered["dir"] / "images.json").read_text())
+    assert not [i for i in listing["images"] if "kube-proxy" in i["repository"]]
+
+
+def test_cilium_agent_config_is_what_the_chain_needs(rendered):
+    c = rendered["spec"]["cluster"]
+    docs = _objects(rendered, "cilium/manifests.yaml")
+    conf = _one(docs, "ConfigMap", "cilium-config")["data"]
+    assert conf["kube-proxy-replacement"] == "true"
+    assert conf["cni-chaining-mode"] == "generic-veth" and conf["custom-cni-conf"] == "true"
+    # Native routing: the agent refuses masquerading without a native-routing CIDR.
+    assert conf["routing-mode"] == "native"
+    if conf.get("enable-ipv4-masquerade") != "false" or conf.get("enable-bpf-masquerade") != "false":
+        assert conf.get("ipv4-native-routing-cidr")
+    assert conf["ipv4-native-routing-cidr"] == c.get("pod_cidr", "10.244.0.0/16")
+    # The chained conflist comes from the cni-configuration ConfigMap rackboot creates.
+    agent = _one(docs, "DaemonSet", "cilium")
+    volumes = {v["name"]: v for v in _pod(agent)["volumes"]}
+    cm_name = volumes["cni-configuration"]["configMap"]["name"]
+    (cm,) = _docs(rendered["dir"] / "cilium/cni-configuration.yaml")
+    assert cm["metadata"]["name"] == cm_name and cm["metadata"]["namespace"] == agent["metadata"]["namespace"]
+    key = conf["read-cni-conf"].rsplit("/", 1)[1]
+    chain = json.loads(cm["data"][key])
+    assert [p["type"] for p in chain["plugins"]] == ["kube-ovn", "portmap", "cilium-cni"]
+    # The API server Cilium dials without kube-proxy, in every agent container.
+    want = ("localhost", str(KUBEPRISM)) if c["distribution"] == "talos" else (c["api_vip"], str(c.get("api_port", 6443)))
+    for container in _pod(agent)["containers"] + _pod(agent)["initContainers"]:
+        env = _env_of(container)
+        if "KUBERNETES_SERVICE_HOST" in env:
+            assert (env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]) == want
+    operator = _one(docs, "Deployment", "cilium-operator")
+    assert (_env_of(_pod(operator)["containers"][0])["KUBERNETES_SERVICE_HOST"],
+            _env_of(_pod(operator)["containers"][0])["KUBERNETES_SERVICE_PORT"]) == want
+    # Hubble TLS from certgen in the cluster: no key in the render.
+    assert any(d["kind"] == "CronJob" and d["metadata"]["name"] == "hubble-generate-certs" for d in docs)
+    assert not [d for d in docs if d["kind"] == "Secret" and "hubble" in d["metadata"]["name"]]
+
+
+def _args(container):
+    return dict(a.split("=", 1) for a in container.get("args") or container.get("command") or [] if "=" in a)
+
+
+def test_kube_ovn_cidrs_and_cni_priority(rendered):
+    c = rendered["spec"]["cluster"]
+    docs = _objects(rendered, "kube-ovn/manifests.yaml")
+    ctrl = _args(_pod(_one(docs, "Deployment", "kube-ovn-controller"))["containers"][0])
+    assert ctrl["--default-cidr"] == c.get("pod_cidr", "10.244.0.0/16")
+    assert ctrl["--node-switch-cidr"] == c.get("join_cidr", "100.64.0.0/16")
+    assert ctrl["--service-cluster-ip-range"] == c.get("service_cidr", "10.96.0.0/16")
+    cni = _pod(_one(docs, "DaemonSet", "kube-ovn-cni"))
+    args = {}
+    for container in cni.get("initContainers", []) + cni["containers"]:
+        args.update(_args(container))
+    conf_name = args["--cni-conf-name"]
+    assert conf_name.startswith(PINS_KUBE_OVN_PRIORITY + "-")
+    cilium = _one(_objects(rendered, "cilium/manifests.yaml"), "ConfigMap", "cilium-config")["data"]
+    cilium_file = cilium["write-cni-conf-when-ready"].rsplit("/", 1)[1]
+    # The kubelet (and Multus) take the first file: Cilium's chain, not Kube-OVN's own.
+    assert sorted([conf_name, cilium_file])[0] == cilium_file
+    multus = _one(_objects(rendered, "multus/manifests.yaml"), "ConfigMap", "multus-daemon-config")
+    assert json.loads(multus["data"]["daemon-config.json"])["multusMasterCNI"] == cilium_file
+
+
+def test_multus_runs_the_release_image(rendered):
+    ds = _one(_objects(rendered, "multus/manifests.yaml"), "DaemonSet", "kube-multus-ds")
+    tags = {c["image"].rsplit(":", 1)[1] for c in _pod(ds)["containers"] + _pod(ds)["initContainers"]}
+    assert tags == {"v%s-thick" % PINS["versions_multus"]}
+
+
+def _runs_on_every_node(ds, nodes):
+    """A DaemonSet that every node admits: no selector beyond the OS, control-plane taints tolerated."""
+    pod = _pod(ds)
+    assert set((pod.get("nodeSelector") or {}).items()) <= {("kubernetes.io/os", "linux")}, pod.get("nodeSelector")
+    assert "nodeAffinity" not in (pod.get("affinity") or {})
+    tol = pod.get("tolerations") or []
+    tolerated = any(t.get("operator") == "Exists" and not t.get("key") for t in tol) or any(
+        t.get("key") == "node-role.kubernetes.io/control-plane" for t in tol)
+    assert tolerated or not any(n["role"] == "controlplane" for n in nodes), tol
+
+
+def test_metallb_speakers_and_frr_k8s_on_every_peering_node(rendered):
+    model = rendered["model"]
+    peering = [n for n in model.nodes.values() if n.get("bgp")]
+    assert peering, "the inventory has BGP peering nodes"
+    docs = _objects(rendered, "metallb/manifests.yaml")
+    daemonsets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "DaemonSet"}
+    speaker = next(d for n, d in daemonsets.items() if n.endswith("speaker") and "frr" not in n)
+    frr = next(d for n, d in daemonsets.items() if n.endswith("frr-k8s"))
+    for ds in (speaker, frr):
+        _runs_on_every_node(ds, list(model.nodes.values()))
+
+
+def test_cozy_proxy_on_every_node(rendered):
+    ds = _one(_objects(rendered, "cozy-proxy/manifests.yaml"), "DaemonSet", "cozy-proxy")
+    _runs_on_every_node(ds, list(rendered["model"].nodes.values()))
+    assert _pod(ds)["hostNetwork"] is True
+
+
+IMAGE_LINE = re.compile(r"""(?m)^[ \t]*(?:-[ \t]+)?image:[ \t]*['"]?([^\s'"]+)""")
+
+
+def _image_strings(root):
+    """Every `image:` value in every rendered file, read as text (not through the code under test)."""
+    out = set()
+    for path in Path(root).rglob("*.yaml"):
+        out.update(IMAGE_LINE.findall(path.read_text()))
+    return out
+
+
+def test_image_list_is_complete(rendered):
+    listing = json.loads((rendered["dir"] / "images.json").read_text())
+    from_manifests = {i["image"] for i in listing["images"] if i["used_by"] != ["platform"]}
+    assert from_manifests == _image_strings(rendered["dir"])
+    txt = [ln for ln in (rendered["dir"] / "images.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert txt == sorted({i["image"] for i in listing["images"]})
+    assert len(txt) == len(set(txt))
+    # Kube-OVN's NAT gateway is named only in a ConfigMap.
+    assert any("vpc-nat-gateway" in i for i in txt)
+    k8s = "v" + str(rendered["spec"]["cluster"]["kubernetes_version"])
+    assert "registry.k8s.io/kube-apiserver:%s" % k8s in txt and "registry.k8s.io/pause:%s" % PINS["versions_pause"] in txt
+    if rendered["spec"]["cluster"]["distribution"] == "talos":
+        assert "ghcr.io/siderolabs/installer:v%s" % PINS["versions_talos"] in txt
+    else:
+        assert any(i.startswith("ghcr.io/kube-vip/kube-vip:") for i in txt)
+    charts = {c["name"]: c for c in listing["charts"]}
+    assert charts["cilium_chart"]["sha256"] == upstream.manifest()["cilium_chart"]["sha256"]
+    assert {str(c["version"]).lstrip("v") for c in charts.values()} >= {PINS["versions_cilium"], PINS["versions_metallb"]}
+
+
+# --------------------------------------------------------------------------
+# Mirror registry, local charts, invalid manifests, chart pins
+# --------------------------------------------------------------------------
+def _inventory_copy(tmp_path, inv, change):
+    dest = tmp_path / inv
+    shutil.copytree(REPO / "inventories" / inv, dest, ignore=shutil.ignore_patterns("artifacts", "secrets"))
+    spec = _spec(inv)
+    change(spec)
+    (dest / "cluster.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return dest
+
+
+def test_mirror_registry_leaves_no_upstream_image(tmp_path):
+    mirror = "registry.dc1.example:5000"
+    inv = _inventory_copy(tmp_path, "lab", lambda s: s["cluster"].update(image_registry=mirror))
+    out = tmp_path / "artifacts"
+    got = _run(inv, PLAYBOOK, "-e", "rackboot_artifacts_dir=%s" % out, vault="lab@%s" % (inv / "vault-password.txt"))
+    assert got.returncode == 0, got.stdout[-4000:]
+    strings = _image_strings(out)
+    assert strings and all(s.startswith(mirror + "/") for s in strings), sorted(strings)
+    listing = json.loads((out / "images.json").read_text())
+    assert listing["registry"] == mirror
+    assert all(i["registry"] == mirror for i in listing["images"])
+    assert {i["image"] for i in listing["images"] if i["used_by"] != ["platform"]} >= strings
+
+
+def _role_play(tmp_path, role, tasks_from=None):
+    play = tmp_path / ("%s.yml" % role)
+    inc = {"name": role}
+    if tasks_from:
+        inc["tasks_from"] = tasks_from
+    play.write_text(yaml.safe_dump([{"name": "t", "hosts": "localhost", "connection": "local", "gather_facts": False,
+                                     "tasks": [{"name": "Run " + role, "ansible.builtin.include_role": inc}]}]))
+    return play
+
+
+def _run_role(inv, play, *extra, env=None):
+    cmd = [ANSIBLE_PLAYBOOK, "-i", str(inv), str(play), "--vault-id", "%s@%s" % (inv.name, inv / "vault-password.txt")]
+    return subprocess.run(cmd + list(extra), cwd=REPO, env=dict(_env(), ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+                                                                **(env or {})),
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_local_chart_directory_and_archive_render_the_same(tmp_path):
+    chart = tmp_path / "charts" / "cozy-proxy"
+    shutil.copytree(upstream.path("cozy_proxy_chart"), chart)
+    subprocess.run([mf.helm_binary(), "package", str(chart), "-d", str(tmp_path / "charts")], check=True,
+                   capture_output=True)
+    (archive,) = (tmp_path / "charts").glob("*.tgz")
+    outputs = []
+    for source in (None, str(chart), str(archive)):
+        def change(spec, source=source):
+            if source:
+                spec.setdefault("components", {}).setdefault("cozy_proxy", {})["chart"] = source
+        inv = _inventory_copy(tmp_path / ("i%d" % len(outputs)), "lab", change)
+        out = tmp_path / ("out%d" % len(outputs))
+        got = _run_role(inv, _role_play(tmp_path, "cozy_proxy", "render.yml"), "-e", "rackboot_artifacts_dir=%s" % out)
+        assert got.returncode == 0, got.stdout[-3000:]
+        chart_file = yaml.safe_load((out / "cozy-proxy/chart.yaml").read_text())
+        assert chart_file["chart_ref"] == (source or upstream.path("cozy_proxy_chart"))
+        outputs.append((out / "cozy-proxy/manifests.yaml").read_text())
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_invalid_manifest_stops_the_render_with_its_field_path(tmp_path):
+    inv = _inventory_copy(tmp_path, "lab", lambda s: s.setdefault("components", {}).setdefault(
+        "cozy_proxy", {}).update(values={"daemonset": {"hostNetwork": "maybe"}}))
+    out = tmp_path / "out"
+    got = _run_role(inv, _role_play(tmp_path, "cozy_proxy", "render.yml"), "-e", "rackboot_artifacts_dir=%s" % out)
+    text = got.stdout + got.stderr
+    assert got.returncode != 0
+    assert "cozy_proxy: DaemonSet cozy-proxy: spec.template.spec.hostNetwork: 'maybe' is not of type 'boolean'" in text
+    assert not (out / "cozy-proxy/manifests.yaml").exists()
+
+
+def test_tampered_chart_stops_the_install_before_any_cluster_call(tmp_path):
+    """A chart whose sha256 differs from the pin: the error names the file and both hashes."""
+    src = upstream.manifest()["cozy_proxy_chart"]
+    mirror = tmp_path / "mirror"
+    shutil.copytree(upstream.path("cozy_proxy_chart"), mirror / src["path"])
+    values = mirror / src["path"] / "values.yaml"
+    values.write_text(values.read_text().replace("hostNetwork: true", "hostNetwork: false"))
+    pinned_sha = src["files"]["values.yaml"]
+    got_sha = hashlib.sha256(values.read_bytes()).hexdigest()
+    env = {"RACKBOOT_UPSTREAM_MIRROR": str(mirror), "RACKBOOT_UPSTREAM_CACHE": str(tmp_path / "cache"),
+           "RACKBOOT_UPSTREAM_OFFLINE": "1"}
+    inv = REPO / "inventories" / "lab"
+    got = _run_role(inv, _role_play(tmp_path, "cozy_proxy"), "--check", "-e",
+                    "rackboot_kubeconfig=%s" % _kubeconfig(tmp_path), "-e", "rackboot_artifacts_dir=%s" % tmp_path,
+                    env=env)
+    text = got.stdout + got.stderr
+    assert got.returncode != 0
+    assert "%s/values.yaml" % src["path"] in text and pinned_sha in text and got_sha in text, text[-3000:]
+    assert "Check the cluster" not in text and "Traceback" not in text

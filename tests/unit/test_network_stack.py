@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.rackboot.metal.plugins.module_utils import network_stack as ns
+from ansible_collections.rackboot.metal.plugins.plugin_utils import network_stack as ns
 from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream as pinned
 
@@ -99,11 +99,19 @@ def test_every_kube_ovn_key_exists_in_the_upstream_values_file(inv):
 # --------------------------------------------------------------------------
 # Cilium
 # --------------------------------------------------------------------------
+def _pins():
+    return yaml.safe_load((REPO / "roles/versions/defaults/main.yml").read_text())
+
+
+KUBEPRISM = _pins()["versions_talos_kubeprism_port"]
+
+
 def test_cilium_api_endpoint(inv):
     spec, cluster = inv
-    v = ns.cilium_values(cluster)
+    v = ns.cilium_values(cluster, 7446)
     if spec["cluster"]["distribution"] == "talos":
-        assert (v["k8sServiceHost"], v["k8sServicePort"]) == ("localhost", 7445)   # KubePrism
+        # KubePrism at the port the caller (the Talos role's setting) gives, not a constant.
+        assert (v["k8sServiceHost"], v["k8sServicePort"]) == ("localhost", 7446)
         assert v["cgroup"] == {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"}
     else:
         assert (v["k8sServiceHost"], v["k8sServicePort"]) == (spec["cluster"]["api_vip"],
@@ -111,9 +119,23 @@ def test_cilium_api_endpoint(inv):
         assert "cgroup" not in v
 
 
+def test_cilium_on_talos_needs_the_kubeprism_port():
+    cluster = _model(_spec("example")).cluster
+    with pytest.raises(ns.NetworkStackError, match="talos_kubeprism_port"):
+        ns.cilium_values(cluster)
+
+
+def test_one_owner_for_the_kubeprism_port():
+    """Talos enables KubePrism and Cilium dials it from the same variable."""
+    talos = yaml.safe_load((REPO / "roles/talos/defaults/main.yml").read_text())
+    cilium = yaml.safe_load((REPO / "roles/cilium/defaults/main.yml").read_text())
+    assert talos["talos_kubeprism_port"] == "{{ versions_talos_kubeprism_port }}"
+    assert cilium["cilium_kubeprism_port"] == "{{ talos_kubeprism_port | default(versions_talos_kubeprism_port) }}"
+
+
 def test_cilium_is_chained_behind_kube_ovn_without_kube_proxy(inv):
     _, cluster = inv
-    v = ns.cilium_values(cluster)
+    v = ns.cilium_values(cluster, KUBEPRISM)
     assert v["kubeProxyReplacement"] is True
     assert v["cni"]["chainingMode"] == "generic-veth" and v["cni"]["chainingTarget"] == "kube-ovn"
     assert v["cni"]["customConf"] is True and v["cni"]["exclusive"] is False
@@ -130,7 +152,7 @@ def test_cilium_is_chained_behind_kube_ovn_without_kube_proxy(inv):
 def test_cilium_hubble_follows_the_spec(inv):
     spec, cluster = inv
     comp = (spec.get("components") or {}).get("cilium") or {}
-    h = ns.cilium_values(cluster)["hubble"]
+    h = ns.cilium_values(cluster, KUBEPRISM)["hubble"]
     hubble = comp.get("hubble", True)
     assert h["enabled"] is hubble and h["relay"]["enabled"] is hubble
     assert h["ui"]["enabled"] is (hubble and comp.get("hubble_ui", False))
@@ -141,7 +163,7 @@ def test_component_values_are_merged_last():
     spec["components"] = {"cilium": {"values": {"hubble": {"relay": {"enabled": False}}, "k8sServicePort": 8443}},
                           "kube_ovn": {"values": {"ipv4": {"PINGER_EXTERNAL_ADDRESS": "192.0.2.1"}}}}
     cluster = _model(spec).cluster
-    v = ns.cilium_values(cluster)
+    v = ns.cilium_values(cluster, KUBEPRISM)
     assert v["k8sServicePort"] == 8443 and v["hubble"]["relay"]["enabled"] is False
     assert v["hubble"]["enabled"] is True                 # siblings are kept
     k = ns.kube_ovn_values(cluster)["ipv4"]
@@ -180,7 +202,8 @@ def test_chart_source(override, want):
 # --------------------------------------------------------------------------
 def test_multus_uses_ciliums_conflist_as_master_and_enough_memory(inv):
     _, cluster = inv
-    docs = ns.multus_resources(cluster, "cozy-multus", "4.3.0")
+    upstream = [d for d in yaml.safe_load_all(Path(pinned.path("multus_manifest")).read_text()) if d]
+    docs = ns.multus_resources(cluster, upstream, "cozy-multus", "4.3.0")
     cm = next(d for d in docs if d["kind"] == "ConfigMap")
     conf = json.loads(cm["data"]["daemon-config.json"])
     assert conf["multusMasterCNI"] == ns.CILIUM_CONFLIST and conf["multusConfigFile"] == "auto"
@@ -196,19 +219,28 @@ def test_multus_uses_ciliums_conflist_as_master_and_enough_memory(inv):
     assert crb["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "cozy-multus"}]
 
 
-def test_nad_crd_matches_upstream():
-    upstream = next(d for d in yaml.safe_load_all(Path(pinned.path("multus_manifest")).read_text())
-                    if d and d["kind"] == "CustomResourceDefinition")
-    ours = ns.nad_crd()
-    assert ours["metadata"]["name"] == upstream["metadata"]["name"]
-    for key in ("group", "scope", "names"):
-        assert ours["spec"][key] == upstream["spec"][key]
-    (uv,), (ov,) = upstream["spec"]["versions"], ours["spec"]["versions"]
-    assert (ov["name"], ov["served"], ov["storage"]) == (uv["name"], uv["served"], uv["storage"])
-    up = uv["schema"]["openAPIV3Schema"]["properties"]
-    mine = ov["schema"]["openAPIV3Schema"]["properties"]
-    assert set(mine) == set(up)
-    assert mine["spec"]["properties"]["config"]["type"] == up["spec"]["properties"]["config"]["type"] == "string"
+def test_multus_overlay_changes_only_what_it_must(inv):
+    """Upstream's manifest, object for object; only namespace, image, daemon config and resources differ."""
+    _, cluster = inv
+    upstream = [d for d in yaml.safe_load_all(Path(pinned.path("multus_manifest")).read_text()) if d]
+    before = copy.deepcopy(upstream)
+    docs = ns.multus_resources(cluster, upstream, "cozy-multus", "4.3.0", registry="mirror.example:5000")
+    assert upstream == before                       # the upstream documents are not edited
+    assert docs[0] == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "cozy-multus"}}
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs[1:]] == \
+        [(d["kind"], d["metadata"]["name"]) for d in upstream]
+    crd = next(d for d in docs if d["kind"] == "CustomResourceDefinition")
+    assert crd == next(d for d in upstream if d["kind"] == "CustomResourceDefinition")
+    pod = next(d for d in docs if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]
+    assert {c["image"] for c in pod["containers"] + pod["initContainers"]} == {
+        "mirror.example:5000/k8snetworkplumbingwg/multus-cni:v4.3.0-thick"}
+    assert all(d["metadata"].get("namespace", "cozy-multus") == "cozy-multus" for d in docs)
+
+
+def test_multus_refuses_a_manifest_that_is_not_multus():
+    cluster = _model(_spec("lab")).cluster
+    with pytest.raises(ns.NetworkStackError, match="not the pinned multus-daemonset-thick.yml"):
+        ns.multus_resources(cluster, [{"kind": "ConfigMap", "metadata": {"name": "x"}}], "n", "4.3.0")
 
 
 def test_nad_config_uses_the_resolved_link():

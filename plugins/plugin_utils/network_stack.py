@@ -19,11 +19,14 @@ from __future__ import annotations
 import copy
 import json
 
+from ansible_collections.rackboot.metal.plugins.plugin_utils.manifests import mirror_image, mirror_values
+
 __all__ = [
     "DEFAULT_NAMESPACES", "deep_merge", "chart_source", "kube_ovn_values", "cilium_values",
-    "cilium_cni_configmap", "cilium_cni_conflist", "multus_resources", "nad_crd", "nad_resources",
+    "cilium_cni_configmap", "cilium_cni_conflist", "multus_resources", "nad_resources",
     "metallb_values", "metallb_resources", "metallb_password_secret", "cozy_proxy_values",
-    "tenant_resources", "tenant_policies", "CNI_CONFIGMAP", "CILIUM_CONFLIST", "TALOS_KUBEPRISM",
+    "tenant_resources", "tenant_policies", "CNI_CONFIGMAP", "CILIUM_CONFLIST", "KUBEPRISM_HOST",
+    "with_image_registry",
     "NetworkStackError",
 ]
 
@@ -39,7 +42,7 @@ CNI_CONFIGMAP_KEY = "cni-config"
 CILIUM_CONFLIST = "05-cilium.conflist"
 KUBE_OVN_CNI_PRIORITY = "10"
 KUBE_OVN_SOCKET = "/run/openvswitch/kube-ovn-daemon.sock"
-TALOS_KUBEPRISM = ("localhost", 7445)
+KUBEPRISM_HOST = "localhost"
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 NAD_GROUP = "k8s.cni.cncf.io"
 MULTUS_IMAGE = "ghcr.io/k8snetworkplumbingwg/multus-cni"
@@ -144,10 +147,14 @@ def kube_ovn_values(cluster, namespace=None, version=None):
 # ----------------------------------------------------------------------------
 # Cilium, chained behind Kube-OVN (generic-veth)
 # ----------------------------------------------------------------------------
-def cilium_api_endpoint(cluster):
-    """(host, port) Cilium uses to reach the API without kube-proxy."""
+def cilium_api_endpoint(cluster, kubeprism_port=None):
+    """(host, port) Cilium uses to reach the API without kube-proxy: the VIP on
+    kubeadm, KubePrism on Talos (its port is the Talos role's setting,
+    talos_kubeprism_port, passed in: one owner)."""
     if _talos(cluster):
-        return TALOS_KUBEPRISM
+        if not kubeprism_port:
+            raise NetworkStackError("cilium_values needs the KubePrism port on Talos (talos_kubeprism_port)")
+        return KUBEPRISM_HOST, int(kubeprism_port)
     return cluster["api_vip"], cluster["api_port"]
 
 
@@ -175,7 +182,7 @@ def cilium_cni_configmap(cluster, namespace=None):
     }
 
 
-def cilium_values(cluster):
+def cilium_values(cluster, kubeprism_port=None):
     """Cilium values: kube-proxy replacement, policy and Hubble on top of Kube-OVN's datapath.
 
     The image is the chart's own (pinned by digest), so the chart version pins it.
@@ -183,7 +190,7 @@ def cilium_values(cluster):
     comp = _component(cluster, "cilium")
     hubble = bool(comp.get("hubble", True))
     hubble_ui = bool(comp.get("hubble_ui", False)) and hubble
-    host, port = cilium_api_endpoint(cluster)
+    host, port = cilium_api_endpoint(cluster, kubeprism_port)
     values = {
         "kubeProxyReplacement": True,
         "k8sServiceHost": host,
@@ -198,8 +205,12 @@ def cilium_values(cluster):
             # twice so Multus' config survives upgrades.
             "exclusive": False,
         },
-        # Kube-OVN routes pod traffic and owns masquerading.
+        # Kube-OVN routes pod traffic and owns masquerading. The agent refuses
+        # native routing with masquerading on and no native-routing CIDR; the
+        # pod CIDR is named anyway, so turning masquerading on later cannot
+        # masquerade pod-to-pod traffic.
         "routingMode": "native",
+        "ipv4NativeRoutingCIDR": cluster["pod_cidr"],
         "autoDirectNodeRoutes": False,
         "bpf": {"masquerade": False},
         "enableIPv4Masquerade": False,
@@ -211,7 +222,12 @@ def cilium_values(cluster):
         "loadBalancer": {"algorithm": "maglev"},
         "ipam": {"mode": "kubernetes"},
         "operator": {"replicas": min(2, cluster["node_count"])},
-        "hubble": {"enabled": hubble, "relay": {"enabled": hubble}, "ui": {"enabled": hubble_ui}},
+        # Hubble's TLS certificates are made in the cluster by Cilium's certgen
+        # Job and renewed by its CronJob: the keys never pass through the
+        # controller or the artifacts, every render is byte-identical, and
+        # `helm upgrade` does not rotate them (method "helm" does all three wrong).
+        "hubble": {"enabled": hubble, "relay": {"enabled": hubble}, "ui": {"enabled": hubble_ui},
+                   "tls": {"enabled": True, "auto": {"enabled": True, "method": "cronJob"}}},
     }
     if _talos(cluster):
         # Talos mounts cgroup v2 itself; Cilium must not mount another.
@@ -222,127 +238,57 @@ def cilium_values(cluster):
 # ----------------------------------------------------------------------------
 # Multus (thick plugin) and NetworkAttachmentDefinitions
 # ----------------------------------------------------------------------------
-def nad_crd():
-    """The NetworkAttachmentDefinition CRD (k8snetworkplumbingwg multi-net-spec)."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "network-attachment-definitions." + NAD_GROUP},
-        "spec": {
-            "group": NAD_GROUP, "scope": "Namespaced",
-            "names": {"plural": "network-attachment-definitions", "singular": "network-attachment-definition",
-                      "kind": "NetworkAttachmentDefinition", "shortNames": ["nad", "net-attach-def"]},
-            "versions": [{
-                "name": "v1", "served": True, "storage": True,
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "metadata": {"type": "object"},
-                        "spec": {"type": "object", "properties": {"config": {"type": "string"}}},
-                    },
-                }},
-            }],
-        },
-    }
-
-
-def multus_resources(cluster, namespace=None, version=None, image=MULTUS_IMAGE,
-                     memory_request="100Mi", memory_limit="1Gi", cpu_request="100m"):
-    """Multus thick: RBAC, daemon config (Cilium's chained conflist as master) and the DaemonSet."""
+def multus_resources(cluster, manifest, namespace=None, version=None, image=MULTUS_IMAGE,
+                     memory_request="100Mi", memory_limit="1Gi", cpu_request="100m", registry=None):
+    """Multus thick from the pinned upstream manifest (the documents of
+    ``multus-daemonset-thick.yml``), with rackboot's overlay: its own
+    namespace, the release image ``<image>:v<version>-thick`` (upstream's file
+    says ``snapshot-thick``), Cilium's chained conflist as the master CNI
+    config, and memory the daemon survives with. The upstream file is never
+    edited; a new Multus release changes only the pin."""
     ns = namespace or DEFAULT_NAMESPACES["multus"]
-    tag = "v%s-thick" % str(version or "").lstrip("v") if version else "snapshot-thick"
-    ref = "%s:%s" % (image, tag)
-    labels = {"app": "multus", "name": "multus", "tier": "node"}
-    daemon_config = {
-        "chrootDir": "/hostroot",
-        "cniVersion": "0.3.1",
-        "logLevel": "verbose",
-        "logToStderr": True,
-        "cniConfigDir": "/host/etc/cni/net.d",
-        "multusAutoconfigDir": "/host/etc/cni/net.d",
-        "multusConfigFile": "auto",
-        "multusMasterCNI": CILIUM_CONFLIST,
-        "socketDir": "/host/run/multus/",
-    }
-    host_paths = [
-        ("cni", "/etc/cni/net.d", "/host/etc/cni/net.d", None),
-        ("cnibin", "/opt/cni/bin", "/opt/cni/bin", None),
-        ("host-run", "/run", "/host/run", None),
-        ("host-var-lib-cni-multus", "/var/lib/cni/multus", "/var/lib/cni/multus", None),
-        ("host-var-lib-kubelet", "/var/lib/kubelet", "/var/lib/kubelet", "HostToContainer"),
-        ("host-run-k8s-cni-cncf-io", "/run/k8s.cni.cncf.io", "/run/k8s.cni.cncf.io", None),
-        ("host-run-netns", "/run/netns/", "/run/netns", "HostToContainer"),
-        ("hostroot", "/", "/hostroot", "HostToContainer"),
-        ("multus-conf-dir", "/etc/cni/multus/net.d", "/etc/cni/multus/net.d", None),
-    ]
-    mounts = []
-    volumes = []
-    for name, host, mount, prop in host_paths:
-        m = {"name": name, "mountPath": mount}
-        if prop:
-            m["mountPropagation"] = prop
-        mounts.append(m)
-        volumes.append({"name": name, "hostPath": {"path": host}})
-    mounts.append({"name": "multus-daemon-config", "mountPath": "/etc/cni/net.d/multus.d", "readOnly": True})
-    volumes.append({"name": "multus-daemon-config", "configMap": {
-        "name": "multus-daemon-config", "items": [{"key": "daemon-config.json", "path": "daemon-config.json"}]}})
-    return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns)},
-        nad_crd(),
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": _meta("multus"),
-         "rules": [
-             {"apiGroups": [NAD_GROUP], "resources": ["*"], "verbs": ["*"]},
-             {"apiGroups": [""], "resources": ["pods", "pods/status"], "verbs": ["get", "list", "update", "watch"]},
-             {"apiGroups": ["resource.k8s.io"], "resources": ["resourceclaims", "resourceclaims/status",
-                                                               "resourceslices"], "verbs": ["get", "list"]},
-             {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
-         ]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": _meta("multus"),
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "multus"},
-         "subjects": [{"kind": "ServiceAccount", "name": "multus", "namespace": ns}]},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta("multus", ns)},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("multus-daemon-config", ns, labels),
-         "data": {"daemon-config.json": json.dumps(daemon_config, indent=2, sort_keys=True) + "\n"}},
-        {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": _meta("kube-multus-ds", ns, labels),
-         "spec": {
-             "selector": {"matchLabels": {"name": "multus"}},
-             "updateStrategy": {"type": "RollingUpdate"},
-             "template": {
-                 "metadata": {"labels": labels},
-                 "spec": {
-                     "hostNetwork": True, "hostPID": True, "serviceAccountName": "multus",
-                     "priorityClassName": "system-node-critical",
-                     "tolerations": [{"operator": "Exists", "effect": "NoSchedule"},
-                                     {"operator": "Exists", "effect": "NoExecute"}],
-                     "containers": [{
-                         "name": "kube-multus", "image": ref,
-                         "command": ["/usr/src/multus-cni/bin/multus-daemon"],
-                         # Upstream's 50Mi gets the daemon OOM-killed under load.
-                         "resources": {"requests": {"cpu": cpu_request, "memory": memory_request},
-                                       "limits": {"memory": memory_limit}},
-                         "securityContext": {"privileged": True},
-                         "terminationMessagePolicy": "FallbackToLogsOnError",
-                         "volumeMounts": mounts,
-                         "env": [{"name": "MULTUS_NODE_NAME",
-                                  "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
-                     }],
-                     "initContainers": [{
-                         "name": "install-multus-binary", "image": ref,
-                         "command": ["/usr/src/multus-cni/bin/install_multus", "-d", "/host/opt/cni/bin",
-                                     "-t", "thick"],
-                         "resources": {"requests": {"cpu": "10m", "memory": "15Mi"}},
-                         "securityContext": {"privileged": True},
-                         "terminationMessagePolicy": "FallbackToLogsOnError",
-                         "volumeMounts": [{"name": "cnibin", "mountPath": "/host/opt/cni/bin",
-                                           "mountPropagation": "Bidirectional"}],
-                     }],
-                     "terminationGracePeriodSeconds": 10,
-                     "volumes": volumes,
-                 },
-             },
-         }},
-    ]
+    if not version:
+        raise NetworkStackError("multus_resources needs the Multus version (versions_multus)")
+    ref = "%s:v%s-thick" % (image, str(version).lstrip("v"))
+    if registry:
+        ref = mirror_image(ref, registry)
+    # A plain copy (JSON): Ansible's lazy containers hand out new element objects.
+    docs = json.loads(json.dumps([d for d in manifest if d]))
+    kinds = [d.get("kind") for d in docs]
+    for want in ("CustomResourceDefinition", "ConfigMap", "DaemonSet", "ServiceAccount"):
+        if want not in kinds:
+            raise NetworkStackError("the Multus manifest has no %s: not the pinned multus-daemonset-thick.yml" % want)
+    for doc in docs:
+        kind, meta = doc["kind"], doc.setdefault("metadata", {})
+        if "namespace" in meta:
+            meta["namespace"] = ns
+        if kind == "ClusterRoleBinding":
+            for subject in doc.get("subjects") or []:
+                if subject.get("kind") == "ServiceAccount":
+                    subject["namespace"] = ns
+        if kind == "ConfigMap" and "daemon-config.json" in (doc.get("data") or {}):
+            conf = json.loads(doc["data"]["daemon-config.json"])
+            conf["multusMasterCNI"] = CILIUM_CONFLIST
+            doc["data"]["daemon-config.json"] = json.dumps(conf, indent=2, sort_keys=True) + "\n"
+        if kind == "DaemonSet":
+            pod = doc["spec"]["template"]["spec"]
+            for c in pod.get("initContainers", []) + pod.get("containers", []):
+                c["image"] = ref
+            for c in pod.get("containers", []):
+                # Upstream's 50Mi gets the daemon OOM-killed under load.
+                c["resources"] = {"requests": {"cpu": cpu_request, "memory": memory_request},
+                                  "limits": {"memory": memory_limit}}
+    return [{"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns)}] + docs
+
+
+def with_image_registry(values, chart_defaults, registry):
+    """``values`` with every image repository of the chart moved to ``registry``
+    (``cluster.image_registry``; nothing when empty). The repositories are found
+    in the chart's defaults merged with ``values``, so a repository rackboot or
+    the spec sets is mirrored too."""
+    if not registry:
+        return values
+    return deep_merge(values, mirror_values(deep_merge(chart_defaults, values), registry))
 
 
 def _nad_ipam(ipam):
