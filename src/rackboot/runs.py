@@ -260,16 +260,24 @@ def run_playbook(inventory, stage, playbook_names, view, check=False, diff=False
             view.event(state, event, state.feed(event))
             return True
 
-        runner = ansible_runner.run(
-            private_data_dir=private, artifact_dir=str(folder), ident=run_id, rotate_artifacts=0,
-            playbook=books[0], inventory=str(inventory), cmdline=shlex.join(args), envvars=ours,
-            event_handler=handler, quiet=True)
+        try:
+            runner = ansible_runner.run(
+                private_data_dir=private, artifact_dir=str(folder), ident=run_id, rotate_artifacts=0,
+                playbook=books[0], inventory=str(inventory), cmdline=shlex.join(args), envvars=ours,
+                event_handler=handler, quiet=True)
+        except BaseException:
+            view.abort()
+            raise
     rc = runner.rc
     run_folder = folder / run_id
     _scrub_command_file(run_folder)
     code = state.exit_code(rc, check)
     meta.update({"finished": datetime.datetime.now().isoformat(timespec="seconds"), "ansible_rc": rc,
                  "exit": code, "status": runner.status})
+    if code != OK and not state.failures and (run_folder / "stdout").is_file():
+        # Ansible stopped before any task result (a playbook or vault error): its own words.
+        lines = (run_folder / "stdout").read_text(errors="replace").strip().splitlines()
+        meta["error"] = "\n".join(line for line in lines[-15:] if line.strip())
     with open(run_folder / "rackboot.json", "w") as f:
         json.dump(meta, f, indent=1)
     view.finish(state, meta, run_folder)

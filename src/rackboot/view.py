@@ -71,7 +71,12 @@ class PlainView(object):
             self.console.print("%s: %s: %s%s" % (kind, host, task, (": " + msg) if msg else ""),
                                highlight=False, soft_wrap=True)
 
+    def abort(self):
+        pass
+
     def finish(self, state, meta, run_folder):
+        if meta.get("error"):
+            self.console.print(Text.from_ansi(meta["error"]).plain, highlight=False, markup=False)
         self.console.print("== %s: exit %d, record %s" % (state.stage, meta["exit"], run_folder), highlight=False)
 
 
@@ -112,7 +117,13 @@ class LiveView(object):
             self.live.console.print(Text.assemble((kind.upper(), _STYLE[kind]), " ", (host, "bold"), ": ", task,
                                                   ": ", msg), soft_wrap=False)
 
+    def abort(self):
+        if self.live is not None:
+            self.live.stop()
+
     def finish(self, state, meta, run_folder):
         self.live.stop()
+        if meta.get("error"):
+            self.console.print(Text.from_ansi(meta["error"]))
         self.console.print("[bold]%s[/]: exit %d, record %s" % (state.stage, meta["exit"], run_folder),
                            highlight=False)

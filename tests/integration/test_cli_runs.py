@@ -255,3 +255,27 @@ def test_tty_view_in_tmux(lab_inventory):
     assert "UNREACHABLE node2" in final
     assert "Summary" in final and "total" in final
     assert "\x1b" not in final
+
+
+def test_apply_check_on_a_real_router_reports_pending_changes(lab_inventory):
+    """The routers stage (the real bgp_router role) in check mode on a fresh
+    FRR container: changes pending (exit 2), nothing applied, the run recorded."""
+    res = subprocess.run([sys.executable, "-m", "rackboot", "apply", str(lab_inventory), "--stage", "routers", "--check",
+                          "--limit", "rtr-frr"], capture_output=True, text=True, env=_cli_env(), timeout=900)
+    assert res.returncode == CHANGES, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "changed: rtr-frr: Apply frr.conf" in res.stdout
+    runs = list((lab_inventory / "runs").iterdir())
+    assert len(runs) == 1 and runs[0].name.endswith("-routers")
+    meta = json.loads((runs[0] / "rackboot.json").read_text())
+    assert meta["check"] is True and meta["exit"] == CHANGES and meta["playbooks"] == ["routers.yml"]
+    vault_password = (REPO / "inventories/lab/vault-password.txt").read_text().strip()
+    from ansible.parsing.vault import VaultLib, VaultSecret
+    token = yaml.safe_load((REPO / "inventories/lab/group_vars/all/vault.yml").read_text().replace("!vault", ""))
+    bgp_password = VaultLib([("lab", VaultSecret(vault_password.encode()))]).decrypt(
+        token["rackboot_bgp_password"]).decode()
+    assert len(bgp_password) >= 6
+    for path in runs[0].rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert vault_password not in text and bgp_password not in text, path
+    assert vault_password not in res.stdout + res.stderr and bgp_password not in res.stdout + res.stderr
