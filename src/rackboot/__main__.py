@@ -1,0 +1,3 @@
+from rackboot.cli import main
+
+main()
