@@ -9,6 +9,12 @@ router templates (FRR's frr.conf and BIRD's bird.conf) format: one peer group
 for the nodes, its neighbors or a listen range, the inbound prefix filter,
 the BFD profile, the multipath flags and what is announced to the nodes.
 Every policy decision lives here so the two templates only differ in syntax.
+
+Nothing a node says is trusted beyond what the spec allows it to say
+(RFC 7454): only pool /32s, only the node's own ASN as the whole AS path,
+the next hop always the node's own address, a bounded number of routes, and
+no stale routes kept for a node the router itself found dead (graceful
+restart). See docs/bgp-routers.md for why each choice was made.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ PREFIX_LIST_IN = "RACKBOOT-LB-IN"
 PREFIX_LIST_DEFAULT = "RACKBOOT-DEFAULT"
 ROUTE_MAP_IN = "RACKBOOT-NODES-IN"
 ROUTE_MAP_OUT = "RACKBOOT-NODES-OUT"
+AS_PATH_LIST = "RACKBOOT-NODE-PATH"
 # ECMP width cap: FRR's Debian build and the Linux kernel both take 64 nexthops.
 MAX_PATHS = 64
 
@@ -64,6 +71,10 @@ def router_config(router, password=None, mask=False):
     paths = min(MAX_PATHS, max(2, len(peers)))
     accept = [dict(seq=5 * (i + 1), prefix=a["prefix"], ge=a["ge"], le=a["le"])
               for i, a in enumerate(_require(router, "accept"))]
+    # The whole AS path a node may send: its own ASN alone (eBGP), nothing (iBGP). A node
+    # prepending, or relaying someone else's path, is refused.
+    node_asns = sorted({p["asn"] for p in peers} | {node_asn})
+    as_paths = [[]] if not ebgp else [[a] for a in node_asns if a != asn]
     return {
         "name": _require(router, "name"),
         "cluster": router.get("cluster"),
@@ -78,8 +89,18 @@ def router_config(router, password=None, mask=False):
             "hold_time": _require(router, "hold_time"),
             "keepalive_time": _require(router, "keepalive_time"),
             "bfd": bool(bfd),
+            # Routes a node may send (BIRD: received, filtered or not; FRR 8.4: accepted, see
+            # docs/bgp-routers.md); above it the session is torn down and stays down until an
+            # operator lets the node back in (a flooding node is broken, not briefly busy).
             "max_prefixes": _require(router, "max_prefixes"),
+            "max_prefixes_action": "disable",
         },
+        # Graceful restart: the router stays a helper (a speaker that restarts with its
+        # forwarding state kept does not leave ECMP), but does not negotiate RFC 8538's N-bit:
+        # with it a session the router ends itself (hold timer expired) keeps the dead node's
+        # routes as stale for the speaker's restart time (120 s). BFD down and hold-timer expiry
+        # then drop the node at once on both platforms; BIRD has no N-bit and no LLGR here.
+        "graceful_restart": {"helper": True, "notification": False, "long_lived": False},
         # A listen range replaces the per-node neighbors (any node address in
         # the BGP network may connect); otherwise one neighbor per node.
         "listen_range": listen_range,
@@ -93,6 +114,12 @@ def router_config(router, password=None, mask=False):
             "route_map": ROUTE_MAP_IN,
             # Only /32s inside BGP-mode pools; an empty list rejects everything.
             "accept": accept,
+            "as_path_list": AS_PATH_LIST,
+            "as_paths": as_paths,
+            # The next hop of every accepted route is rewritten to the address of the node that
+            # sent it: a node can draw traffic only to itself (not to another node or a third
+            # party on the segment), and this needs no per-node policy (listen ranges, O(1)).
+            "next_hop": "peer-address",
         },
         "export": {
             "route_map": ROUTE_MAP_OUT,

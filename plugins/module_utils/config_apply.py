@@ -98,22 +98,31 @@ def atomic_write(path, text, mode=0o600, owner=None, group=None, suffix=".rackbo
 
 
 class StagedFile(object):
-    """A candidate config written beside ``dest`` (same file system: the install is a rename)."""
+    """A candidate config written beside ``dest`` (same file system: the install is a rename).
 
-    def __init__(self, dest, text, mode=0o600, owner=None, group=None):
+    ``check_mode=True`` stages it in a private temporary folder instead (0700, removed
+    afterwards): the daemon's parser still sees the real file, dest's folder is not touched.
+    """
+
+    def __init__(self, dest, text, mode=0o600, owner=None, group=None, check_mode=False):
         self.dest = dest
-        self.path = os.path.join(os.path.dirname(os.path.abspath(dest)),
-                                 "." + os.path.basename(dest) + ".rackboot-staged")
+        self.tmpdir = tempfile.mkdtemp(prefix="rackboot-check-") if check_mode else None
+        folder = self.tmpdir or os.path.dirname(os.path.abspath(dest))
+        self.path = os.path.join(folder, "." + os.path.basename(dest) + ".rackboot-staged")
         self.mode, self.owner, self.group = mode, owner, group
         atomic_write(self.path, text, mode, owner, group)
 
     def install(self):
         """Rename the staged file over ``dest``."""
+        if self.tmpdir:
+            raise RuntimeError("a check-mode candidate is never installed")
         os.replace(self.path, self.dest)
 
     def discard(self):
         if os.path.exists(self.path):
             os.unlink(self.path)
+        if self.tmpdir and os.path.isdir(self.tmpdir):
+            os.rmdir(self.tmpdir)
 
     def __enter__(self):
         return self
@@ -138,9 +147,15 @@ def config_params(module, tools, install_hint):
     the mode as an integer and the content ending in a newline.
     """
     p = module.params
+    # `content` is not no_log (its diff must stay readable): the password values in it join
+    # the module's no_log values, so Ansible masks them wherever the result shows them.
+    module.no_log_values.update(m.group(2).strip('"') for m in _PASSWORD_RE.finditer(p["content"]))
     for tool in tools:
         if not os.path.exists(tool):
             module.fail_json(msg="%s not found: %s" % (tool, install_hint))
+    folder = os.path.dirname(os.path.abspath(p["dest"]))
+    if not os.path.isdir(folder):
+        module.fail_json(msg="the folder of dest %s does not exist: %s, or set dest" % (p["dest"], install_hint))
     mode = int(p["mode"], 8) if isinstance(p["mode"], str) else int(p["mode"])
     content = p["content"] if p["content"].endswith("\n") else p["content"] + "\n"
     return Masker(p["secrets"]), mode, content

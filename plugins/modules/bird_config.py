@@ -18,7 +18,11 @@ description:
   - Passwords (C(password "X") lines and O(secrets)) never appear in the returned diff or messages.
 options:
   content:
-    description: The complete bird.conf.
+    description:
+      - The complete bird.conf.
+      - Not C(no_log) as a whole, so that its diff stays readable. The value of every C(password) line
+        in it and the strings in O(secrets) are masked wherever Ansible shows or logs the task. Pass the
+        password in O(secrets) too, since the target's syslog records the arguments before the module runs.
     type: str
     required: true
   dest:
@@ -114,7 +118,7 @@ def running(module):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            content=dict(type="str", required=True, no_log=True),
+            content=dict(type="str", required=True),
             dest=dict(type="path", default="/etc/bird/bird.conf"),
             owner=dict(type="str", default="bird"),
             group=dict(type="str", default="bird"),
@@ -137,7 +141,7 @@ def main():
     if not changed:
         module.exit_json(**result)
 
-    with StagedFile(dest, content, mode, p["owner"], p["group"]) as staged:
+    with StagedFile(dest, content, mode, p["owner"], p["group"], check_mode=module.check_mode) as staged:
         rc, out, err = module.run_command([p["bird"], "-p", "-c", staged.path], cwd="/")
         if rc != 0:
             module.fail_json(msg=masker("bird.conf does not pass `bird -p` (nothing was applied): %s"

@@ -19,7 +19,11 @@ description:
   - Passwords (C(password X) lines and O(secrets)) never appear in the returned diff or messages.
 options:
   content:
-    description: The complete frr.conf, in the form FRR prints it (C(show running-config)).
+    description:
+      - The complete frr.conf, in the form FRR prints it (C(show running-config)).
+      - Not C(no_log) as a whole, so that its diff stays readable. The value of every C(password) line
+        in it and the strings in O(secrets) are masked wherever Ansible shows or logs the task. Pass the
+        password in O(secrets) too, since the target's syslog records the arguments before the module runs.
     type: str
     required: true
   dest:
@@ -164,7 +168,7 @@ class Frr(object):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            content=dict(type="str", required=True, no_log=True),
+            content=dict(type="str", required=True),
             dest=dict(type="path", default="/etc/frr/frr.conf"),
             owner=dict(type="str", default="frr"),
             group=dict(type="str", default="frr"),
@@ -183,7 +187,7 @@ def main():
     previous = read_text(dest)
     file_changed = previous != content
 
-    with StagedFile(dest, content, mode, p["owner"], p["group"]) as staged:
+    with StagedFile(dest, content, mode, p["owner"], p["group"], check_mode=module.check_mode) as staged:
         frr.check_syntax(staged.path)
         pending = frr.reload_test(staged.path)
         live_changed = bool(pending["delete"] or pending["add"])

@@ -384,7 +384,11 @@ def metallb_resources(cluster, namespace=None, password_secret="rackboot-bgp-pas
                                  "detectMultiplier": bfd["multiplier"]}})
         for router in cluster["routers"]:
             spec = {"myASN": bgp["node_asn"], "peerASN": router["asn"], "peerAddress": router["address"],
-                    "holdTime": _duration(bgp["hold_time"]), "keepaliveTime": _duration(bgp["keepalive_time"])}
+                    "holdTime": _duration(bgp["hold_time"]), "keepaliveTime": _duration(bgp["keepalive_time"]),
+                    # Off, and said so (the field is immutable): with BFD a speaker restart takes its
+                    # bfdd down too, so GR keeps nothing; the routers cope with GR speakers either way
+                    # (docs/bgp-routers.md, "Graceful restart").
+                    "enableGracefulRestart": False}
             if bfd:
                 spec["bfdProfile"] = metallb_bfd_profile_name(cluster)
             if with_password:

@@ -220,7 +220,7 @@ def test_bird_conf_formats_the_model(spec, router):
     model = router_config(router, PASSWORD)
     for n in model["neighbors"]:
         assert "neighbor %s as %d;" % (n["address"], n["asn"]) in text
-    assert "import limit %d action disable;" % model["peer_group"]["max_prefixes"] in text
+    assert "receive limit %d action disable;" % model["peer_group"]["max_prefixes"] in text
     assert not re.search(r"^\s*protocol static", text, re.M) or model["export"]["default_route"]
 
 
@@ -275,7 +275,7 @@ def test_bird_conf_passes_bird_parser(tmp_path, lab_spec, variant):
 @pytest.mark.skipif(not BIRD, reason="bird not installed (apt-get install bird2)")
 def test_bird_parser_rejects_a_broken_bird_conf(tmp_path, lab_spec):
     path = tmp_path / "bird.conf"
-    path.write_text(render("bird", _routers(lab_spec)[1]).replace("import limit", "import limits"))
+    path.write_text(render("bird", _routers(lab_spec)[1]).replace("receive limit", "receive limits"))
     assert subprocess.run([BIRD, "-p", "-c", str(path)], capture_output=True).returncode != 0
 
 
@@ -286,3 +286,76 @@ def test_other_specs_bird_confs_pass_bird_parser(tmp_path):
         path.write_text(render("bird", router))
         proc = subprocess.run([BIRD, "-p", "-c", str(path)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- what a node says is not trusted (issue: next hop, AS path, limits, graceful restart) -----
+@pytest.mark.parametrize("spec,router", CASES)
+def test_frr_conf_pins_as_path_and_next_hop(spec, router):
+    text = render("frr", router)
+    node_asn = spec["load_balancer"]["bgp"]["node_asn"]
+    ebgp = node_asn != router["asn"]
+    # The whole AS path: exactly the node's ASN (eBGP), empty (iBGP); nothing else is permitted.
+    paths = re.findall(r"^bgp as-path access-list RACKBOOT-NODE-PATH seq \d+ (\S+) (.*)$", text, re.M)
+    assert paths == [("permit", "^%d$" % node_asn if ebgp else "^$")]
+    route_map = re.search(r"^route-map RACKBOOT-NODES-IN permit 10\n(.*?)^exit", text, re.M | re.S).group(1)
+    assert " match as-path RACKBOOT-NODE-PATH\n" in route_map
+    assert " match ip address prefix-list RACKBOOT-LB-IN\n" in route_map
+    assert " set ip next-hop peer-address\n" in route_map
+    # No other permit entry in the inbound route-map could bypass the matches.
+    assert re.findall(r"^route-map RACKBOOT-NODES-IN (\S+) (\d+)$", text, re.M) == [("permit", "10")]
+    # A session the router ends itself (hold timer) must not keep a GR speaker's routes.
+    assert re.search(r"^router bgp \d+\n bgp router-id \S+\n no bgp graceful-restart notification\n", text, re.M)
+
+
+def test_frr_as_path_for_ibgp_is_empty(lab_spec):
+    ibgp = _variants(lab_spec)[2]
+    assert "bgp as-path access-list RACKBOOT-NODE-PATH seq 5 permit ^$\n" in render("frr", ibgp)
+    assert "bgp_path ~ [=  =]" in render("bird", ibgp)
+
+
+@pytest.mark.parametrize("spec,router", CASES)
+def test_bird_conf_pins_as_path_next_hop_and_counts_filtered_routes(spec, router):
+    text = render("bird", router)
+    node_asn = spec["load_balancer"]["bgp"]["node_asn"]
+    body = re.search(r"^filter rackboot_nodes_in \{\n(.*?)^\}", text, re.M | re.S).group(1)
+    if node_asn != router["asn"]:
+        assert "  if !(bgp_path ~ [= %d =]) then reject;\n" % node_asn in body
+    # The path check comes before any accept, and the accepted route's gateway is the sender.
+    assert body.index("bgp_path") < body.index("accept;")
+    assert "    gw = from;\n    accept;\n" in body
+    assert body.count("accept;") == 1
+    # receive limit counts filtered routes only when they are kept.
+    assert "    import keep filtered on;\n" in text
+    assert "import limit" not in text
+    assert "  long lived graceful restart off;\n" in text
+    assert "  bfd on;\n" in text and not re.search(r"^\s*bfd graceful", text, re.M)
+
+
+def test_limit_is_the_spec_value_and_bounded_by_what_a_node_may_send(lab_spec):
+    """The default limit (pool size) is the most a correct node sends; a received-routes limit can trip."""
+    spec = copy.deepcopy(lab_spec)
+    spec["load_balancer"]["bgp"].pop("max_prefixes", None)
+    router = _routers(spec)[0]
+    size = sum(netaddr.IPNetwork(c).size for c in _pool_cidrs(spec))
+    model = router_config(router, PASSWORD)
+    assert model["peer_group"]["max_prefixes"] == size
+    assert "receive limit %d action disable;" % size in render("bird", router)
+
+
+def test_metallb_bgppeers_match_the_routers(lab_spec):
+    """What the routers expect of the speakers: hold/keepalive, the BFD profile, GR stated (off)."""
+    from ansible_collections.rackboot.metal.plugins.module_utils import network_stack
+
+    model = build(lab_spec, source="cluster.yml")
+    docs = network_stack.metallb_resources(model.cluster)
+    peers = [d for d in docs if d["kind"] == "BGPPeer"]
+    (profile,) = [d for d in docs if d["kind"] == "BFDProfile"]
+    assert peers
+    for peer in peers:
+        router = model.hostvars(peer["metadata"]["name"])["rackboot_router"]
+        assert peer["spec"]["holdTime"] == "%ds" % router["hold_time"]
+        assert peer["spec"]["keepaliveTime"] == "%ds" % router["keepalive_time"]
+        assert peer["spec"]["bfdProfile"] == profile["metadata"]["name"]
+        assert peer["spec"]["enableGracefulRestart"] is False
+    assert profile["spec"]["detectMultiplier"] == router["bfd"]["multiplier"]
+    assert profile["spec"]["receiveInterval"] == profile["spec"]["transmitInterval"] == router["bfd"]["interval_ms"]

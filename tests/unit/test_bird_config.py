@@ -185,3 +185,21 @@ def test_real_bird_soft_reconfigure_keeps_protocols(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_missing_dest_folder_is_a_clear_error(fake, tmp_path, check):
+    run, _, _, _ = fake
+    out = _run(tmp_path, dict(os.environ, PYTHONPATH=str(REPO / "collections")), CONF.format(pool="198.51.100.0/28", pw=SECRET),
+               check=check, dest=str(tmp_path / "no-such-dir" / "bird.conf"), birdc=BIRD)
+    assert out["failed"] is True
+    assert "no-such-dir" in out["msg"] and "does not exist" in out["msg"] and "Errno" not in out["msg"]
+
+
+def test_diff_of_a_file_without_password_is_readable(fake):
+    run, _, _, _ = fake
+    text = CONF.format(pool="198.51.100.0/28", pw=SECRET)
+    plain = "\n".join(line for line in text.splitlines() if "password" not in line) + "\n"
+    out = run(plain, check=True)
+    assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" not in json.dumps(out["diff"])
+    assert "198.51.100.0/28" in out["diff"]["after"]

@@ -25,9 +25,11 @@ MODULE = REPO / "plugins" / "modules" / "frr_config.py"
 SECRET = "Sup3r-Secret-MD5"
 
 FAKE_VTYSH = r"""#!/usr/bin/env python3
-import sys
+import os, sys
 args = sys.argv[1:]
 path = args[args.index("-f") + 1]
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write("vtysh " + path + "\n")
 text = open(path).read()
 for n, line in enumerate(text.splitlines(), 1):
     if line.startswith("BROKEN"):
@@ -184,3 +186,37 @@ def test_masker_handles_both_syntaxes():
     assert mask('  password "s3 cr;et";\n') == '  password "********";\n'
     assert mask(" neighbor X password 7 0a1b2c\n") == " neighbor X password 7 ********\n"
     assert mask("the secret is xyzzy") == "the secret is ********"
+
+
+def test_check_mode_stages_outside_the_dest_folder(frr):
+    """Check mode touches nothing on the target: the candidate the parser reads is not in dest's folder."""
+    frr.run(CONF)
+    before = {p.name for p in frr.dest.parent.iterdir()}
+    frr.calls.write_text("")
+    out = frr.run(CONF.replace("hostname rtr", "hostname rtr2"), check=True)
+    assert out["changed"] is True and "hostname rtr2" not in frr.dest.read_text()
+    checked = [line.split(" ", 1)[1] for line in frr.calls.read_text().splitlines() if line.startswith("vtysh ")]
+    assert checked and all(os.path.dirname(path) != str(frr.dest.parent) for path in checked)
+    assert all(not os.path.exists(path) for path in checked)
+    assert {p.name for p in frr.dest.parent.iterdir()} == before
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_missing_dest_folder_is_a_clear_error(frr, tmp_path, check):
+    out = frr.run(CONF, check=check, dest=str(tmp_path / "no-such-dir" / "frr.conf"))
+    assert out["failed"] is True
+    assert "no-such-dir" in out["msg"] and "does not exist" in out["msg"] and "Errno" not in out["msg"]
+
+
+def test_diff_of_a_file_without_password_is_readable(frr):
+    """Only the secret is masked: the rest of the diff is shown (content is not no_log as a whole)."""
+    plain = CONF.replace(" neighbor K8S-NODES password %s\n" % SECRET, "")
+    out = frr.run(plain, check=True)
+    text = json.dumps(out["diff"])
+    assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" not in text
+    assert "neighbor 10.0.0.11 peer-group K8S-NODES" in text
+
+
+def test_password_in_content_is_masked_in_the_invocation_without_secrets(frr):
+    out = frr.run(CONF, check=True, secrets=[])
+    assert SECRET not in json.dumps(out)

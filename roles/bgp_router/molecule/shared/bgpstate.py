@@ -5,7 +5,9 @@
   -> {"sessions": {PEER_IP: {"state": "Established", "since": EPOCH|TEXT, "generation": N|TEXT}},
       "bfd": {PEER_IP: "up"|"down"...},
       "route": {"prefix", "protocol", "nexthops": [IP...]},       # PREFIX in the kernel
-      "present": {PREFIX: bool, OTHER_PREFIX: bool}}              # in the daemon's table or the kernel
+      "present": {PREFIX: bool, OTHER_PREFIX: bool},              # in the daemon's table or the kernel
+      "rib": {PREFIX: [NEXTHOP...], ...},                         # the daemon's usable paths' next hops
+      "kernel": {PREFIX: [NEXTHOP...], ...}}                      # the kernel route's next hops
 
 Both platforms answer in the same shape so that one verify playbook checks both.
 """
@@ -66,6 +68,24 @@ def route(prefix):
     return {"prefix": prefix, "protocol": r.get("protocol"), "nexthops": sorted(hops)}
 
 
+def rib(platform, prefix):
+    """Next hops of the daemon's (not filtered) paths to exactly ``prefix``."""
+    if platform == "frr":
+        out = json.loads(sh("vtysh", "-c", "show bgp ipv4 unicast %s json" % prefix) or "{}")
+        if out.get("prefix") != prefix:
+            return []
+        return sorted(h["ip"] for p in out.get("paths", []) for h in p.get("nexthops", []) if "ip" in h)
+    hops, mine = [], False
+    for line in sh("birdc", "show", "route", prefix).splitlines():
+        # A route's first line names the prefix; its paths' `via` lines follow.
+        if re.match(r"^\d", line):
+            mine = line.startswith(prefix + " ")
+        m = re.match(r"^\s+via (\S+)", line)
+        if m and mine:
+            hops.append(m.group(1))
+    return sorted(hops)
+
+
 def present(platform, prefix):
     if platform == "frr":
         rib = json.loads(sh("vtysh", "-c", "show bgp ipv4 unicast %s json" % prefix) or "{}")
@@ -82,4 +102,6 @@ if __name__ == "__main__":
     if len(sys.argv) > 2:
         res["route"] = route(sys.argv[2])
         res["present"] = {p: present(sys.argv[1], p) for p in sys.argv[2:]}
+        res["rib"] = {p: rib(sys.argv[1], p) for p in sys.argv[2:]}
+        res["kernel"] = {p: route(p)["nexthops"] for p in sys.argv[2:]}
     print(json.dumps(res))
