@@ -45,7 +45,9 @@ def podman_env():
 
 
 def ee_image():
-    """Build (or reuse) the EE with scripts/build-ee; return its image name."""
+    """$RACKBOOT_EE_IMAGE (an image built before), or build/reuse the EE with scripts/build-ee."""
+    if os.environ.get("RACKBOOT_EE_IMAGE"):
+        return os.environ["RACKBOOT_EE_IMAGE"]
     proc = subprocess.run([str(REPO / "scripts" / "build-ee")], cwd=REPO, capture_output=True, text=True, check=False)
     if proc.returncode:
         raise RuntimeError(f"scripts/build-ee failed:\n{proc.stderr[-4000:]}")
@@ -110,11 +112,33 @@ def write_job_inventory(pdd: Path, data: dict) -> str:
 
 
 def run_job(pdd: Path, image: str, playbook: str, *, vault_id: str, vault_password: str, extra: list[str] = (),
-            ssh_key: str | None = None, container_options: tuple[str, ...] = (), ident: str = "job"):
+            ssh_key: str | None = None, container_options: tuple[str, ...] = (), ident: str = "2"):
     """A job template launch: ansible-playbook with AWX's inventory script and a Vault credential prompt."""
     args = ["ansible-playbook", "-i", f"{CONTAINER_ROOT}/inventory/hosts", "-u", "root",
             "--vault-id", f"{vault_id}@prompt", *extra, playbook]
     # RunJob.get_password_prompts for a Vault credential with a vault id.
     passwords = {rf"Vault password \({vault_id}\):\s*?$": vault_password}
-    return _run(pdd, image, args, {"ANSIBLE_FORCE_COLOR": "False"}, passwords=passwords, ssh_key=ssh_key,
+    (pdd / "cp").mkdir(exist_ok=True)
+    # RunJob.build_env: for jobs AWX reads the project's `collections_path` and
+    # puts it first, so rackboot.metal resolves to the checkout (./collections).
+    env = {
+        "JOB_ID": ident, "INVENTORY_ID": "1",  # numbers, as AWX's ids (its callback reads them) "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": f"{CONTAINER_ROOT}/cp", "AWX_PRIVATE_DATA_DIR": CONTAINER_ROOT,
+        "ANSIBLE_COLLECTIONS_PATH": f"{CONTAINER_ROOT}/requirements_collections:./collections:"
+                                    "~/.ansible/collections:/usr/share/ansible/collections",
+        "ANSIBLE_ROLES_PATH": f"{CONTAINER_ROOT}/requirements_roles:./roles:"
+                              "~/.ansible/roles:/usr/share/ansible/roles:/etc/ansible/roles",
+    }
+    return _run(pdd, image, args, env, passwords=passwords, ssh_key=ssh_key,
                 container_options=container_options, ident=ident)
+
+
+def plain(data):
+    """Export data with ansible-core's ``{"__ansible_unsafe": value}`` wrappers removed (what roles see)."""
+    if isinstance(data, dict):
+        if set(data) == {"__ansible_unsafe"}:
+            return data["__ansible_unsafe"]
+        return {k: plain(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [plain(v) for v in data]
+    return data
