@@ -1,14 +1,29 @@
-"""Shared test fixtures: paths of the repository and of ../shared."""
+"""Shared test fixtures and the upstream-files gate.
+
+Upstream files (schemas, CRDs, charts) come only through
+plugins/plugin_utils/upstream.py: the session stops before collecting any
+test, with one line, when a pinned file is neither cached nor in
+RACKBOOT_UPSTREAM_MIRROR (default ../shared) nor fetchable."""
 import copy
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("RACKBOOT_SHARED", REPO.parent / "shared"))
 VENV_BIN = REPO / ".venv" / "bin"
+
+
+def pytest_configure(config):
+    from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream
+    try:
+        upstream.ensure()
+    except upstream.UpstreamError as exc:
+        # A clean one-line stop, before collection: never a traceback or a skip.
+        sys.stderr.write("rackboot: %s\n" % exc)
+        raise pytest.UsageError("upstream files missing (see the line above)") from None
 
 
 def load_yaml(path):

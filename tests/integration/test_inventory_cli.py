@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import REPO, SHARED, ansible_env
+from conftest import REPO, ansible_env
 
 VAULT = {
     "example": "example@%s" % (REPO / "inventories/example/vault-password.txt"),
@@ -72,7 +72,7 @@ def test_the_vault_password_decrypts(tmp_path):
 
 
 def test_any_yaml_file_with_the_plugin_key_is_a_spec(tmp_path):
-    shutil.copy(SHARED / "cluster-spec.example.yml", tmp_path / "rack-42.yaml")
+    shutil.copy(REPO / "inventories" / "example" / "cluster.yml", tmp_path / "rack-42.yaml")
     (tmp_path / "notes.yml").write_text("just: a file\n")  # not a spec: another plugin's business
     res = inventory("-i", str(tmp_path / "rack-42.yaml"), "--graph")
     assert res.returncode == 0, res.stderr

@@ -2,7 +2,7 @@
 """Render the network stack of both inventories with ansible-playbook and check what comes out.
 
 No Kubernetes runs here, so every resource is validated against its CRD's
-openAPIV3Schema (../shared/schemas/crds, the served version named by
+openAPIV3Schema (the pinned upstream CRDs, the served version named by
 apiVersion), Cilium and MetalLB values against the charts' values schemas,
 Kube-OVN values against the chart's values file, and the semantics against
 the inventory's own spec. The install path runs in check mode against a
@@ -26,10 +26,9 @@ import pytest
 import yaml
 
 from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
-SCHEMAS = SHARED / "schemas"
 PLAYBOOK = REPO / "playbooks" / "render" / "network_stack.yml"
 INSTALL = REPO / "playbooks" / "network_stack.yml"
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
@@ -47,8 +46,7 @@ BUILTIN = {("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "S
            ("apiextensions.k8s.io/v1", "CustomResourceDefinition")}
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not SCHEMAS.is_dir(), reason="upstream schemas not found at %s" % SCHEMAS)]
+pytestmark = pytest.mark.slow
 
 
 def _env():
@@ -120,19 +118,16 @@ def _to_jsonschema(node, structural=True):
 
 def _load_crds():
     crds = {}
-    for path in sorted((SCHEMAS / "crds").rglob("*.yaml")):
-        for crd in yaml.safe_load_all(path.read_text()):
-            if not crd or crd.get("kind") != "CustomResourceDefinition":
-                continue
-            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-            for version in crd["spec"]["versions"]:
-                if version.get("served"):
-                    schema = _to_jsonschema(version["schema"]["openAPIV3Schema"])
-                    crds[("%s/%s" % (group, version["name"]), kind)] = (schema, crd["spec"]["scope"])
+    for crd in upstream.crds():
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            if version.get("served"):
+                schema = _to_jsonschema(version["schema"]["openAPIV3Schema"])
+                crds[("%s/%s" % (group, version["name"]), kind)] = (schema, crd["spec"]["scope"])
     return crds
 
 
-CRDS = _load_crds() if SCHEMAS.is_dir() else {}
+CRDS = _load_crds()
 
 
 def _validate_resource(doc, where):
@@ -141,7 +136,7 @@ def _validate_resource(doc, where):
     assert DNS1123.match(name), "%s: metadata.name %r is not a DNS-1123 name" % (where, name)
     if key in BUILTIN:
         return "builtin"
-    assert key in CRDS, "%s: no served CRD version for %s %s in %s" % (where, key[1], key[0], SCHEMAS / "crds")
+    assert key in CRDS, "%s: no served CRD version for %s %s in the pinned upstream CRDs" % (where, key[1], key[0])
     schema, scope = CRDS[key]
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(doc), key=lambda e: list(e.path))
     assert not errors, "%s: %s %s invalid: %s" % (where, key[1], name, "; ".join(
@@ -218,7 +213,7 @@ def _leaf_paths(d, prefix=()):
 
 def _optional(schema):
     """The schema without ``required``: Helm validates our values merged over the chart's own
-    defaults (which supply the required keys), and the defaults file is not in ../shared."""
+    defaults (which supply the required keys), and the defaults file is not pinned."""
     if isinstance(schema, dict):
         return {k: _optional(v) for k, v in schema.items() if k != "required"}
     if isinstance(schema, list):
@@ -228,7 +223,7 @@ def _optional(schema):
 
 def test_cilium_values_validate_against_the_chart_schema(rendered):
     values = yaml.safe_load((rendered["dir"] / "cilium/values.yaml").read_text())
-    schema = json.loads((SCHEMAS / "charts/cilium-1.19.4-values.schema.json").read_text())
+    schema = json.loads(Path(upstream.path("cilium_values_schema")).read_text())
     jsonschema.validate(values, _optional(schema), cls=jsonschema.Draft7Validator)
     known = set(_schema_paths(schema))
     unknown = {p for p in _leaf_paths(values) if p not in known} - CILIUM_TEMPLATE_ONLY_KEYS
@@ -237,7 +232,7 @@ def test_cilium_values_validate_against_the_chart_schema(rendered):
 
 def test_metallb_values_validate_against_the_chart_schema(rendered):
     values = yaml.safe_load((rendered["dir"] / "metallb/values.yaml").read_text())
-    schema = json.loads((SCHEMAS / "charts/metallb-0.16.1-values.schema.json").read_text())
+    schema = json.loads((Path(upstream.path("metallb_chart")) / "values.schema.json").read_text())
     jsonschema.validate(values, _optional(schema), cls=jsonschema.Draft7Validator)
     known = set(_schema_paths(schema))
     assert {p for p in _leaf_paths(values)} <= known
@@ -245,7 +240,7 @@ def test_metallb_values_validate_against_the_chart_schema(rendered):
 
 def test_every_kube_ovn_value_key_exists_upstream(rendered):
     values = yaml.safe_load((rendered["dir"] / "kube-ovn/values.yaml").read_text())
-    upstream = yaml.safe_load((SCHEMAS / "charts/kube-ovn-v1.16.2-values.yaml").read_text())
+    upstream = yaml.safe_load((Path(upstream.path("kube_ovn_chart")) / "values.yaml").read_text())
     for path in _leaf_paths(values):
         node = upstream
         for part in path:

@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from ansible_collections.rackboot.metal.plugins.module_utils import talos_config
+from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-SCHEMA = REPO.parent / "shared" / "schemas" / "talos" / "config.schema.json"
 INVENTORY = REPO / "inventories" / "example"
 
 pytestmark = pytest.mark.slow
@@ -62,7 +62,7 @@ def test_render_example_twice_is_byte_identical(tmp_path):
     assert changed == 0, out[-3000:]
     assert snapshot(tmp_path) == first
 
-    schema = json.loads(SCHEMA.read_text())
+    schema = json.loads(pathlib.Path(upstream.path("talos_schema")).read_text())
     for name in nodes:
         docs = [d for d in yaml.safe_load_all((art / "talos" / ("%s.yaml" % name)).read_text()) if d]
         assert talos_config.schema_errors(docs, schema) == [], name

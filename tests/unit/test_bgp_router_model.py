@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 """The upstream router's config model (module_utils/bgp_router.py) and the two templates that format it.
 
-Expectations are derived from the cluster specs (inventories/lab, inventories/example, ../shared's
-example), never from the implementation: the accept list must be exactly the BGP pools, the
+Expectations are derived from the cluster specs (inventories/lab, inventories/example),
+never from the implementation: the accept list must be exactly the BGP pools, the
 neighbors exactly the nodes' addresses on the BGP network, and so on. The rendered files are
 checked with the daemons' own parsers (`vtysh -C`, `bird -p`) when FRR/BIRD are installed.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import jinja2
 import netaddr
 import pytest
-from conftest import REPO, SHARED, load_yaml
+from conftest import REPO, load_yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,7 +35,6 @@ PASSWORD = "Md5-Test-pw"
 SPECS = {
     "lab": REPO / "inventories" / "lab" / "cluster.yml",
     "example": REPO / "inventories" / "example" / "cluster.yml",
-    "shared-example": SHARED / "cluster-spec.example.yml",
     "molecule-frr": REPO / "roles" / "bgp_router" / "molecule" / "frr" / "inventory" / "cluster.yml",
     "molecule-bird": REPO / "roles" / "bgp_router" / "molecule" / "bird" / "inventory" / "cluster.yml",
 }
@@ -256,9 +255,8 @@ def test_vtysh_dry_run_rejects_a_broken_frr_conf(tmp_path, lab_spec):
 
 
 @pytest.mark.skipif(not VTYSH, reason="vtysh not installed (apt-get install frr)")
-@pytest.mark.parametrize("name", ["example", "shared-example"])
-def test_other_specs_frr_confs_pass_vtysh(tmp_path, name):
-    for router in _routers(_spec(name)):
+def test_other_specs_frr_confs_pass_vtysh(tmp_path):
+    for router in _routers(_spec("example")):
         path = tmp_path / ("%s.conf" % router["name"])
         path.write_text(render("frr", router))
         proc = subprocess.run([VTYSH, "-C", "-f", str(path)], capture_output=True, text=True)
@@ -282,9 +280,8 @@ def test_bird_parser_rejects_a_broken_bird_conf(tmp_path, lab_spec):
 
 
 @pytest.mark.skipif(not BIRD, reason="bird not installed (apt-get install bird2)")
-@pytest.mark.parametrize("name", ["example", "shared-example"])
-def test_other_specs_bird_confs_pass_bird_parser(tmp_path, name):
-    for router in _routers(_spec(name)):
+def test_other_specs_bird_confs_pass_bird_parser(tmp_path):
+    for router in _routers(_spec("example")):
         path = tmp_path / ("%s.conf" % router["name"])
         path.write_text(render("bird", router))
         proc = subprocess.run([BIRD, "-p", "-c", str(path)], capture_output=True, text=True)

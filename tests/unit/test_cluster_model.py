@@ -1,7 +1,7 @@
 """What the model computes from a valid spec: defaults, host networks, BGP peers, groups."""
 import ipaddress
 
-from conftest import SHARED, load_yaml
+from conftest import REPO, load_yaml
 
 from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
 
@@ -10,9 +10,9 @@ def links_by_name(node):
     return {lk["name"]: lk for lk in node["network"]["links"]}
 
 
-def test_shared_example_spec_parses_unchanged():
-    data = load_yaml(SHARED / "cluster-spec.example.yml")
-    model = build(data, source="cluster-spec.example.yml")
+def test_example_spec_parses_unchanged():
+    data = load_yaml(REPO / "inventories" / "example" / "cluster.yml")
+    model = build(data, source="cluster.yml")
     assert set(model.nodes) == {n["name"] for n in data["nodes"]}
     assert set(model.routers) == {r["name"] for r in data["routers"]}
 

@@ -17,9 +17,9 @@ import yaml
 
 from ansible_collections.rackboot.metal.plugins.module_utils import network_stack as ns
 from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream as pinned
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
 INVENTORIES = ("example", "lab")
 
 
@@ -88,7 +88,7 @@ def _leaf_paths(d, prefix=()):
 
 def test_every_kube_ovn_key_exists_in_the_upstream_values_file(inv):
     _, cluster = inv
-    upstream = yaml.safe_load((SHARED / "schemas/charts/kube-ovn-v1.16.2-values.yaml").read_text())
+    upstream = yaml.safe_load((Path(pinned.path("kube_ovn_chart")) / "values.yaml").read_text())
     for path in _leaf_paths(ns.kube_ovn_values(cluster, version="1.16.2")):
         node = upstream
         for part in path:
@@ -197,8 +197,8 @@ def test_multus_uses_ciliums_conflist_as_master_and_enough_memory(inv):
 
 
 def test_nad_crd_matches_upstream():
-    upstream = yaml.safe_load((SHARED / "schemas/crds/multus/"
-                               "network-attachment-definitions.k8s.cni.cncf.io.from-multus-v4.3.0.yaml").read_text())
+    upstream = next(d for d in yaml.safe_load_all(Path(pinned.path("multus_manifest")).read_text())
+                    if d and d["kind"] == "CustomResourceDefinition")
     ours = ns.nad_crd()
     assert ours["metadata"]["name"] == upstream["metadata"]["name"]
     for key in ("group", "scope", "names"):

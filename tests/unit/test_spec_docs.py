@@ -13,7 +13,7 @@ def test_every_example_field_is_documented():
     """Every key path of the public example appears in the reference (free-form
     mappings such as addresses and components are documented as a whole)."""
     import yaml
-    from conftest import SHARED
+    from conftest import REPO
 
     ref = reference_markdown()
     free_form = ("addresses", "macs", "labels", "components")
@@ -28,6 +28,6 @@ def test_every_example_field_is_documented():
             for child in value:
                 yield from walk(child, prefix + "[]")
 
-    spec = yaml.safe_load((SHARED / "cluster-spec.example.yml").read_text())
+    spec = yaml.safe_load((REPO / "inventories" / "example" / "cluster.yml").read_text())
     for path in walk(spec, ""):
         assert "| `%s` |" % path in ref, path

@@ -9,10 +9,9 @@ import copy
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import Model, SpecError, build
-from conftest import REPO, SHARED, load_yaml
+from conftest import REPO, load_yaml
 
-SPECS = [load_yaml(REPO / "inventories/lab/cluster.yml"), load_yaml(REPO / "inventories/example/cluster.yml"),
-         load_yaml(SHARED / "cluster-spec.example.yml")]
+SPECS = [load_yaml(REPO / "inventories/lab/cluster.yml"), load_yaml(REPO / "inventories/example/cluster.yml")]
 
 
 def paths(value, prefix=()):

@@ -2,7 +2,7 @@
 """Talos machine configurations: schema validity, semantics, determinism.
 
 Every node of both inventories is rendered and validated against Talos'
-config.schema.json (v1.13, ../shared/schemas/talos). The lab inventory is
+config.schema.json (v1.13, the pinned upstream copy). The lab inventory is
 kubeadm, so a Talos variant of it is built here (distribution talos, an
 install disk per node). Expectations are read from the spec files, not from
 the renderer.
@@ -22,9 +22,10 @@ import yaml
 
 from ansible_collections.rackboot.metal.plugins.module_utils import talos_config, talos_network, talos_secrets
 from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import build
+from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO.parent / "shared" / "schemas" / "talos" / "config.schema.json"
+SCHEMA_PATH = pathlib.Path(upstream.path("talos_schema"))
 _spec = importlib.util.spec_from_file_location("talos_secrets_tests",
                                                pathlib.Path(__file__).with_name("test_talos_secrets.py"))
 _secrets_tests = importlib.util.module_from_spec(_spec)
@@ -48,8 +49,6 @@ CASES = [(inv, name) for inv, m in MODELS.items() for name in m.nodes]
 
 @pytest.fixture(scope="module")
 def schema():
-    if not SCHEMA_PATH.exists():
-        pytest.fail("Talos schema missing at %s (the shared schemas folder beside the repository)" % SCHEMA_PATH)
     return json.loads(SCHEMA_PATH.read_text())
 
 
