@@ -32,7 +32,7 @@ UNREACHABLE_HOST = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "a
 
 
 def _podman_env():
-    return dict(os.environ, CONTAINERS_CONF=str(REPO / "tests/hosts/containers.conf"))
+    return dict(os.environ, CONTAINERS_CONF=str(REPO / "src/rackboot/lab/containers.conf"))
 
 
 def _image_present():
@@ -41,9 +41,9 @@ def _image_present():
 
 @pytest.fixture(scope="module")
 def container():
-    """A systemd container from the router test image (built by tests/hosts)."""
+    """A systemd container from the router test image (built by rackboot.lab)."""
     if not _image_present():
-        pytest.fail("test image %s missing: build it with `python -m tests.hosts build router`" % IMAGE)
+        pytest.fail("test image %s missing: build it with `python -m rackboot.lab image container rackboot/router:bookworm`" % IMAGE)
     name = "rb19-cli-%d" % os.getpid()
     subprocess.run(["podman", "run", "-d", "--rm", "--name", name, "--network", "none", "--systemd=always",
                     "--privileged", IMAGE], check=True, env=_podman_env(), capture_output=True)
@@ -79,7 +79,7 @@ def inventory(tmp_path_factory, container):
         "cli_test_secret: !vault |\n" + "".join("  %s\n" % line for line in token.splitlines()))
     pw = inv.parent / ("%s-vault-pass" % inv.name)
     pw.write_text(VAULT_PASSWORD)
-    os.environ["CONTAINERS_CONF"] = str(REPO / "tests/hosts/containers.conf")
+    os.environ["CONTAINERS_CONF"] = str(REPO / "src/rackboot/lab/containers.conf")
     return inv, ["--vault-id", "test@%s" % pw]
 
 
@@ -197,7 +197,7 @@ def test_live_view_renders_real_events(inventory, container):
 def _cli_env():
     env = ansible_env()
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
-    env["CONTAINERS_CONF"] = str(REPO / "tests/hosts/containers.conf")
+    env["CONTAINERS_CONF"] = str(REPO / "src/rackboot/lab/containers.conf")
     return env
 
 
