@@ -579,7 +579,9 @@ class Lab:
             found = True
             if keep_logs:
                 for path in self.dir.iterdir():
-                    if not path.name.endswith(".console.log"):
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    elif not path.name.endswith(".console.log"):
                         path.unlink(missing_ok=True)
             else:
                 shutil.rmtree(self.dir)

@@ -46,6 +46,8 @@ SPEAKERS = Path(__file__).parent / "playbooks" / "speakers.yml"
 SEGMENTS = ("fab-a", "fab-b")
 ROUTER_SWITCH = "rtrsw"
 LABEL = "io.rackboot.lab"
+# Three TCG guests boot in ~3 min on an idle 2-core machine, 7 at load 15.
+BOOT_TIMEOUT = float(os.environ.get("RACKBOOT_LAB_BOOT_TIMEOUT", "1200"))
 
 SIOCETHTOOL = 0x8946
 ETHTOOL_STXCSUM = 0x17
@@ -131,7 +133,7 @@ def _tx_checksum_off(pid: int, ifname: str) -> None:
     """
     with _in_netns_path(f"/proc/{pid}/ns/net"):
         value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0))
-        ifr = struct.pack("16sP", ifname.encode(), ctypes.addressof(value))
+        ifr = struct.pack("16sP16x", ifname.encode(), ctypes.addressof(value))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             fcntl.ioctl(s.fileno(), SIOCETHTOOL, ifr)
 
@@ -185,7 +187,7 @@ class RackLab:
                    "/sbin/init")
         vms = parse_platforms(self.platforms(), self.lab.name)
         try:
-            self.lab.create(vms)
+            self.lab.create(vms, boot_timeout=BOOT_TIMEOUT)
             self._wire()
             self._write_overlay(vms)
         except BaseException:
