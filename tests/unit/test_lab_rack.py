@@ -56,4 +56,4 @@ def test_lab_spec_platforms():
     assert [(p["name"], p["lacp"]) for p in platforms] == [("node1", True), ("node2", False), ("node3", False)]
     assert spec.vip == "198.51.100.1" and spec.gateway() == "10.77.0.1/24"
     assert spec.lab_name == "rblab-lab" and spec.container("rtr-frr") == "rblab-lab-rtr-frr"
-    assert Path(str(RackLab(spec).overlay)).name == "hosts.yml"
+    assert Path(str(RackLab(spec).overlay)).name == "inventory"

@@ -145,6 +145,8 @@ def up(spec_dir, cut_node):
         try:
             if fresh:
                 rl.create()
+            else:
+                rl.write_overlay()
             t_hosts = time.monotonic() - t0
             console.print(Text("lab %s: hosts %s in %.0f s" % (rl.lab.name, "started" if fresh else "already running",
                                                                t_hosts), style="bold"))
