@@ -384,16 +384,10 @@ def _locate_run(run_id, inventory):
     return None
 
 
-@cli.group()
-def lab():
-    """The local lab (podman containers and QEMU VMs)."""
+# The local lab (rackboot.lab): `rackboot lab up|status|down`.
+from rackboot.lab.command import lab  # noqa: E402
 
-
-for _name in ("up", "down", "status"):
-    def _stub(_name=_name):
-        _err().print("rackboot lab %s: not implemented yet (issue 16); see docs/testing.md for tests/hosts" % _name)
-        sys.exit(FAILED)
-    lab.command(name=_name, help="Not implemented yet (issue 16).")(_stub)
+cli.add_command(lab)
 
 
 def main():

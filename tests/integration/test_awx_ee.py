@@ -137,8 +137,9 @@ def test_render_job_in_the_ee(image, updates):
 @pytest.fixture
 def frr_host(tmp_path):
     """An FRR router container with sshd on a loopback port; (port, private key text)."""
-    subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "tests.hosts", "image", "container",
-                    "rackboot/ee-target:bookworm"], cwd=REPO, check=True, capture_output=True)
+    subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "rackboot.lab", "image", "container",
+                    "rackboot/ee-target:bookworm"], cwd=REPO, check=True, capture_output=True,
+                   env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     name = "ee17-rtr-frr"

@@ -35,15 +35,15 @@ UNREACHABLE_HOST = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "a
 
 
 def _podman_env():
-    return dict(os.environ, CONTAINERS_CONF=str(REPO / "tests/hosts/containers.conf"))
+    return dict(os.environ, CONTAINERS_CONF=str(REPO / "src/rackboot/lab/containers.conf"))
 
 
 @pytest.fixture(scope="module")
 def container():
-    """A systemd container from the router test image (built by tests/hosts on first use, then cached)."""
-    from tests.hosts import images
+    """A systemd container from the router test image (built by rackboot.lab on first use, then cached)."""
+    from rackboot.lab import images
 
-    os.environ.setdefault("CONTAINERS_CONF", str(REPO / "tests/hosts/containers.conf"))
+    os.environ.setdefault("CONTAINERS_CONF", str(REPO / "src/rackboot/lab/containers.conf"))
     images.ensure_refs([IMAGE.split("/", 1)[1]], "container")
     name = "rb19-cli-%d" % os.getpid()
     subprocess.run(["podman", "run", "-d", "--rm", "--name", name, "--network", "none", "--systemd=always",
@@ -80,7 +80,7 @@ def inventory(tmp_path_factory, container):
         "cli_test_secret: !vault |\n" + "".join("  %s\n" % line for line in token.splitlines()))
     pw = inv.parent / ("%s-vault-pass" % inv.name)
     pw.write_text(VAULT_PASSWORD)
-    os.environ["CONTAINERS_CONF"] = str(REPO / "tests/hosts/containers.conf")
+    os.environ["CONTAINERS_CONF"] = str(REPO / "src/rackboot/lab/containers.conf")
     return inv, ["--vault-id", "test@%s" % pw]
 
 
@@ -198,7 +198,7 @@ def test_live_view_renders_real_events(inventory, container):
 def _cli_env():
     env = ansible_env()
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
-    env["CONTAINERS_CONF"] = str(REPO / "tests/hosts/containers.conf")
+    env["CONTAINERS_CONF"] = str(REPO / "src/rackboot/lab/containers.conf")
     return env
 
 

@@ -17,8 +17,8 @@ from conftest import REPO
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.hosts import lab  # noqa: E402
-from tests.hosts.common import run  # noqa: E402
+from rackboot.lab import lab  # noqa: E402
+from rackboot.lab.common import run  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)"),

@@ -11,12 +11,11 @@ import subprocess
 import pytest
 
 from conftest import REPO
+from rackboot.lab.scenarios import discover
 
 
 def scenarios():
-    res = subprocess.run([str(REPO / ".venv/bin/python"), "-m", "tests.hosts", "scenarios"], cwd=REPO,
-                         capture_output=True, text=True, check=True)
-    return [line.split("\t")[:2] for line in res.stdout.splitlines() if line.strip()]
+    return [[s.kind, s.label] for s in discover(REPO)]
 
 
 @pytest.mark.molecule

@@ -1,4 +1,4 @@
-"""Fast tests of the test host helpers (tests/hosts): no podman, no QEMU, no root."""
+"""Fast tests of the test host helpers (rackboot.lab): no podman, no QEMU, no root."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.hosts import cli, images, lab, scenarios  # noqa: E402
+from rackboot.lab import cli, images, lab, scenarios  # noqa: E402
 
 SETS = {
     "base": {"suites": ["bookworm", "trixie"], "packages": []},

@@ -198,16 +198,21 @@ def lab_name_from_env() -> str:
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-@contextlib.contextmanager
 def _in_netns(netns: str):
     """Switch this thread into network namespace ``netns`` for the block."""
+    return _in_netns_path(f"/run/netns/{netns}")
+
+
+@contextlib.contextmanager
+def _in_netns_path(path: str):
+    """Switch this thread into the network namespace at ``path`` (/run/netns/X, /proc/PID/ns/net)."""
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+        target = os.open(path, os.O_RDONLY)
         try:
             if _libc.setns(target, CLONE_NEWNET) != 0:
                 err = ctypes.get_errno()
-                raise OSError(err, f"setns({netns}): {os.strerror(err)}")
+                raise OSError(err, f"setns({path}): {os.strerror(err)}")
         finally:
             os.close(target)
         try:
@@ -574,7 +579,9 @@ class Lab:
             found = True
             if keep_logs:
                 for path in self.dir.iterdir():
-                    if not path.name.endswith(".console.log"):
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    elif not path.name.endswith(".console.log"):
                         path.unlink(missing_ok=True)
             else:
                 shutil.rmtree(self.dir)

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# The checkout (src/rackboot/lab/ -> repository root); scenario discovery only.
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def cache_dir() -> Path:

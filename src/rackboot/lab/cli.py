@@ -1,16 +1,16 @@
 """Command line of the rackboot test hosts (run from the repository root).
 
-  python -m tests.hosts image container|vm rackboot/SET:SUITE...
-  python -m tests.hosts image --for molecule/SCENARIO/molecule.yml
-  python -m tests.hosts lab create --molecule-file F [--instance-config F]
-  python -m tests.hosts lab destroy [--all]
-  python -m tests.hosts lab link VM ethN down|up [--mode qmp|tap]
-  python -m tests.hosts lab reset VM
-  python -m tests.hosts lab wait
-  python -m tests.hosts lab ssh VM -- CMD...
-  python -m tests.hosts lab lacp VM
-  python -m tests.hosts lab status|list
-  python -m tests.hosts scenarios [-s NAME|ROLE/NAME] [-r ROLE]
+  python -m rackboot.lab image container|vm rackboot/SET:SUITE...
+  python -m rackboot.lab image --for molecule/SCENARIO/molecule.yml
+  python -m rackboot.lab lab create --molecule-file F [--instance-config F]
+  python -m rackboot.lab lab destroy [--all]
+  python -m rackboot.lab lab link VM ethN down|up [--mode qmp|tap]
+  python -m rackboot.lab lab reset VM
+  python -m rackboot.lab lab wait
+  python -m rackboot.lab lab ssh VM -- CMD...
+  python -m rackboot.lab lab lacp VM
+  python -m rackboot.lab lab status|list
+  python -m rackboot.lab scenarios [-s NAME|ROLE/NAME] [-r ROLE]
 
 ``lab`` commands act on ``--lab NAME`` or, inside a Molecule run, on the lab
 of the current scenario (from MOLECULE_SCENARIO_DIRECTORY).
@@ -135,7 +135,7 @@ def _scenarios(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser."""
     parser = argparse.ArgumentParser(
-        prog="python -m tests.hosts", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m rackboot.lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
 

@@ -1,4 +1,4 @@
-"""Entry point for ``python -m tests.hosts``."""
+"""Entry point for ``python -m rackboot.lab``."""
 
 import sys
 

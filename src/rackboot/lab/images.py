@@ -118,13 +118,15 @@ def load_sets(path: Path = SETS_FILE) -> dict:
     for name, body in sets.items():
         if not isinstance(body, dict):
             raise ImageError(f"{path}: sets.{name} must be a mapping")
-        unknown = set(body) - {"description", "suites", "packages"}
+        unknown = set(body) - {"description", "suites", "packages", "disabled"}
         if unknown:
             raise ImageError(f"{path}: sets.{name}: unknown keys {sorted(unknown)}")
         if not isinstance(body.get("suites"), list) or not body["suites"]:
             raise ImageError(f"{path}: sets.{name}.suites must be a non-empty list")
         if not isinstance(body.get("packages", []), list):
             raise ImageError(f"{path}: sets.{name}.packages must be a list")
+        if not isinstance(body.get("disabled", []), list):
+            raise ImageError(f"{path}: sets.{name}.disabled must be a list of unit names")
     return sets
 
 
@@ -137,6 +139,8 @@ class ImageSpec:
     suite: str
     packages: tuple[str, ...] = field(default=())
     ssh_pubkey: str = ""
+    # Units installed but not started at boot (the play that needs them enables them).
+    disabled: tuple[str, ...] = field(default=())
 
     @classmethod
     def from_ref(cls, ref: str, kind: str, sets: dict | None = None, ssh_pubkey: str = "") -> ImageSpec:
@@ -157,7 +161,8 @@ class ImageSpec:
             )
         base = VM_PACKAGES if kind == "vm" else CONTAINER_PACKAGES
         packages = tuple(sorted(set(base) | set(sets[name].get("packages") or [])))
-        return cls(kind, name, suite, packages, ssh_pubkey.strip() if kind == "vm" else "")
+        disabled = tuple(sorted(sets[name].get("disabled") or []))
+        return cls(kind, name, suite, packages, ssh_pubkey.strip() if kind == "vm" else "", disabled)
 
     @property
     def ref(self) -> str:
@@ -189,6 +194,8 @@ class ImageSpec:
             }
         else:
             material["masked"] = list(MASKED_UNITS)
+        if self.disabled:  # only then: the keys of sets without it stay as they were
+            material["disabled"] = list(self.disabled)
         return material
 
     @property
@@ -379,6 +386,8 @@ def _rootfs(spec: ImageSpec, work: Path, logfile: Path) -> Path:
         _configure_vm(spec, root, logfile)
     else:
         _configure_common(spec, root, MASKED_UNITS, logfile)
+    if spec.disabled:
+        run(["chroot", str(root), "systemctl", "disable", *spec.disabled], logfile=logfile)
     _trim(root)
     return root
 
