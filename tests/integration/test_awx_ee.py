@@ -17,6 +17,7 @@ isolation, as AWX's receptor worker does (tests/integration/awx_job.py):
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
