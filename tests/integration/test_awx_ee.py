@@ -28,10 +28,8 @@ import yaml
 
 from tests.integration import awx_job
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman"),
-]
+# Builds the EE with podman (test hosts): the full suite, not --quick.
+pytestmark = [pytest.mark.slow, pytest.mark.hosts]
 REPO = awx_job.REPO
 INVENTORIES = {"example": "inventories/example/cluster.yml", "lab": "inventories/lab/cluster.yml"}
 
