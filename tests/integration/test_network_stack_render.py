@@ -240,9 +240,9 @@ def test_metallb_values_validate_against_the_chart_schema(rendered):
 
 def test_every_kube_ovn_value_key_exists_upstream(rendered):
     values = yaml.safe_load((rendered["dir"] / "kube-ovn/values.yaml").read_text())
-    upstream = yaml.safe_load((Path(upstream.path("kube_ovn_chart")) / "values.yaml").read_text())
+    chart = yaml.safe_load((Path(upstream.path("kube_ovn_chart")) / "values.yaml").read_text())
     for path in _leaf_paths(values):
-        node = upstream
+        node = chart
         for part in path:
             assert isinstance(node, dict) and part in node, "kube-ovn key %s is not in the chart" % ".".join(path)
             node = node[part]
