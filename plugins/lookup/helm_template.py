@@ -3,7 +3,7 @@
 DOCUMENTATION = r"""
 name: helm_template
 author: rackboot contributors
-version_added: 0.2.0
+version_added: 0.1.0
 short_description: Full, validated manifests of a Helm release (helm template)
 description:
   - Runs C(helm template) on the chart with the release name, namespace, Kubernetes
@@ -56,7 +56,7 @@ EXAMPLES = r"""
     mode: "0644"
     content: >-
       {{ lookup('rackboot.metal.helm_template', 'cilium', chart=lookup('rackboot.metal.upstream', 'cilium_chart'),
-         release='cilium', namespace='kube-system', kube_version='1.34.1', values={}) }}
+         release='cilium', namespace='kube-system', kube_version=rackboot_cluster.kubernetes_version, values={}) }}
 """
 
 RETURN = r"""

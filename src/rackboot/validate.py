@@ -25,49 +25,36 @@ def spec_files(inventory):
     return [p for p in candidates if plugin.verify_file(str(p))]
 
 
-def _item(data, path):
-    """'nodes[3] (w1)' for a problem under a named list item, else the top key."""
+def _item(path):
+    """The item a problem belongs to: 'nodes[3] (w1)' of 'nodes[3] (w1).addresses.mgmt'."""
     if not path:
         return "(spec)"
-    head = str(path[0])
-    if len(path) > 1 and isinstance(path[1], int) and isinstance(data, dict):
-        items = data.get(path[0])
-        name = None
-        if isinstance(items, list) and path[1] < len(items) and isinstance(items[path[1]], dict):
-            name = items[path[1]].get("name")
-        return "%s[%d]%s" % (head, path[1], " (%s)" % name if isinstance(name, str) else "")
-    return head
+    m = re.match(r"[^.\[]+(\[\d+\]( \([^)]*\))?)?", path)
+    return m.group(0) if m else path
 
 
 def problems(inventory):
     """Every problem of every spec in the inventory, in file and line order."""
     import_collection()
-    from ansible.errors import AnsibleParserError
-    from ansible_collections.rackboot.metal.plugins.inventory.cluster import load_spec
-    from ansible_collections.rackboot.metal.plugins.module_utils.cluster_model import SpecError, build
-    from ansible_collections.rackboot.metal.plugins.module_utils.spec_schema import format_path
+    from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import validate_file
 
     files = spec_files(inventory)
     if not files:
         return [{"file": str(inventory), "line": None, "path": "", "item": "(inventory)",
                  "message": "no cluster spec here (a .yml file whose top-level plugin: is rackboot.metal.cluster)"}]
     out = []
+    if len(files) > 1:
+        # The inventory plugin refuses this too: one cluster per inventory folder.
+        out.append({"file": str(files[1]), "line": None, "path": "", "item": "(inventory)",
+                    "message": "a second cluster spec in one inventory (the first is %s): one spec per inventory "
+                               "folder" % files[0]})
     for spec in files:
-        try:
-            text, data = load_spec(str(spec))
-        except AnsibleParserError as e:
-            m = _YAML_ERROR.match(e.message)
-            out.append({"file": str(spec), "line": int(m.group("line")) if m else None, "path": "",
-                        "item": "(yaml)", "message": m.group("message") if m else e.message})
-            continue
-        try:
-            build(data, source=str(spec), text=text)
-        except SpecError as e:
-            seen = set()
-            for path, reason in e.problems:
-                if (path, reason) in seen:
-                    continue
-                seen.add((path, reason))
-                out.append({"file": str(spec), "line": e.lines.get(path), "path": format_path(path),
-                            "item": _item(data, path), "message": reason})
+        _model, found = validate_file(str(spec))
+        seen = set()
+        for p in found:
+            key = (p["path"], p["message"])
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(dict(p, file=str(spec), item=_item(p["path"])))
     return out

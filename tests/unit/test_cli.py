@@ -49,8 +49,8 @@ def test_validate_json_names_file_line_and_path(tmp_path):
     jsonschema.validate(found, VALIDATE_SCHEMA)
     lines = (inv / "cluster.yml").read_text().splitlines()
     by_path = {p["path"]: p for p in found}
-    assert "networks[1].vlan" in by_path and "routers[0].asn" in by_path
-    for path, text in (("networks[1].vlan", "vlan: 5000"), ("routers[0].asn", "asn: x")):
+    assert "networks[1] (peering).vlan" in by_path and "routers[0] (rtr-frr).asn" in by_path
+    for path, text in (("networks[1] (peering).vlan", "vlan: 5000"), ("routers[0] (rtr-frr).asn", "asn: x")):
         p = by_path[path]
         assert p["file"] == str(inv / "cluster.yml")
         assert text in lines[p["line"] - 1]
@@ -62,7 +62,7 @@ def test_validate_groups_problems_by_item(tmp_path):
     assert res.exit_code == 3
     out = res.output
     assert "routers[0] (rtr-frr)" in out and "networks[1] (peering)" in out
-    assert out.count("networks[1].vlan") == 1
+    assert out.count("networks[1] (peering).vlan") == 1
 
 
 def test_validate_reports_yaml_errors_and_missing_specs(tmp_path):
@@ -196,5 +196,5 @@ def test_bad_spec_is_bad_input(tmp_path, command):
     res = subprocess.run([sys.executable, "-m", "rackboot", command[0], str(inv)] + command[1:], capture_output=True,
                          text=True, env=dict(ansible_env(), PYTHONPATH=str(REPO / "src")))
     assert res.returncode == 3
-    assert "networks[1].vlan" in res.stderr
+    assert "networks[1] (peering).vlan" in res.stderr
     assert not (inv / "runs").exists()

@@ -1,6 +1,6 @@
 """No dead code in the shared libraries: every public function or class of
 plugins/module_utils and plugins/plugin_utils is used by its own file or by
-a plugin, role, playbook or script (tests alone do not keep code alive).
+a plugin, role, playbook, script or the rackboot command (tests alone do not keep code alive).
 Names listed in __all__ do not count as a use."""
 import ast
 import re
@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO
 
 LIBS = sorted(REPO.glob("plugins/module_utils/*.py")) + sorted(REPO.glob("plugins/plugin_utils/*.py"))
-USERS = {p: p.read_text() for d in ("plugins", "roles", "playbooks", "scripts") for p in (REPO / d).rglob("*")
+USERS = {p: p.read_text() for d in ("plugins", "roles", "playbooks", "scripts", "src") for p in (REPO / d).rglob("*")
          if p.is_file() and not p.is_symlink() and "molecule" not in p.parts and "__pycache__" not in p.parts
          and p.suffix in (".py", ".yml", ".j2", "")}
 

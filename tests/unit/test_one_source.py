@@ -19,7 +19,7 @@ SCANNED = ["plugins/**/*.py", "plugins/**/*.yml", "playbooks/**/*.yml"] + [
 _FORMAT_EXAMPLE = "example of the version format in docs or an error message, not a pin"
 EXCEPTIONS = {
     ("plugins/inventory/cluster.py", "1.34.1"): _FORMAT_EXAMPLE,
-    ("plugins/module_utils/spec_schema.py", "1.34.1"): _FORMAT_EXAMPLE,
+    ("plugins/plugin_utils/spec_schema.py", "1.34.1"): _FORMAT_EXAMPLE,
     ("plugins/module_utils/kubeadm.py", "1.34.1"): _FORMAT_EXAMPLE,
 }
 
