@@ -389,9 +389,15 @@ def platform_images(distribution, kubernetes_version, pins):
     CoreDNS, pause, and kube-vip (kubeadm) or the Talos installer and kubelet.
     ``pins`` holds the versions_* of roles/versions."""
     k8s = "v" + str(kubernetes_version).lstrip("v")
+    pause = pins["pause"]
+    if isinstance(pause, dict):                  # versions_pause: per Kubernetes minor
+        minor = ".".join(k8s.lstrip("v").split(".")[:2])
+        if minor not in pause:
+            raise RenderError("no pause image pinned for Kubernetes %s: add %s to versions_pause" % (minor, minor))
+        pause = pause[minor]
     out = ["registry.k8s.io/%s:%s" % (c, k8s) for c in ("kube-apiserver", "kube-controller-manager",
                                                          "kube-scheduler")]
-    out += ["registry.k8s.io/coredns/coredns:v%s" % pins["coredns"], "registry.k8s.io/pause:%s" % pins["pause"]]
+    out += ["registry.k8s.io/coredns/coredns:v%s" % pins["coredns"], "registry.k8s.io/pause:%s" % pause]
     if distribution == "talos":
         out += ["ghcr.io/siderolabs/installer:v%s" % str(pins["talos"]).lstrip("v"),
                 "ghcr.io/siderolabs/kubelet:%s" % k8s,
