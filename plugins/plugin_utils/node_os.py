@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+import tomli_w
+
 from ansible_collections.rackboot.metal.plugins.plugin_utils import kubeadm as kb
 
 __all__ = ["NodeOsError", "containerd_major", "containerd_config", "kubernetes_apt_repo", "offline_debs",
@@ -32,39 +34,19 @@ def containerd_major(version_output):
 def containerd_config(major, sandbox_image, systemd_cgroup=True):
     """A minimal /etc/containerd/config.toml: runc with the systemd cgroup driver (like the kubelet) and the
     pinned sandbox (pause) image. containerd 1.x reads config version 2, containerd 2.x version 3."""
-    flag = "true" if systemd_cgroup else "false"
     major = int(major)
     if major < 1:
         raise NodeOsError("containerd %s is too old for Kubernetes" % major)
+    runc = {"runtime_type": "io.containerd.runc.v2", "options": {"SystemdCgroup": bool(systemd_cgroup)}}
     if major == 1:
-        cri = '[plugins."io.containerd.grpc.v1.cri"'
-        return "\n".join([
-            "version = 2",
-            "",
-            cri + "]",
-            '  sandbox_image = "%s"' % sandbox_image,
-            "",
-            cri + '.containerd.runtimes.runc]',
-            '  runtime_type = "io.containerd.runc.v2"',
-            "",
-            cri + '.containerd.runtimes.runc.options]',
-            "  SystemdCgroup = %s" % flag,
-            "",
-        ])
-    runtime = "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc"
-    return "\n".join([
-        "version = 3",
-        "",
-        "[plugins.'io.containerd.cri.v1.images'.pinned_images]",
-        '  sandbox = "%s"' % sandbox_image,
-        "",
-        runtime + "]",
-        '  runtime_type = "io.containerd.runc.v2"',
-        "",
-        runtime + ".options]",
-        "  SystemdCgroup = %s" % flag,
-        "",
-    ])
+        conf = {"version": 2, "plugins": {"io.containerd.grpc.v1.cri": {
+            "sandbox_image": str(sandbox_image), "containerd": {"runtimes": {"runc": runc}}}}}
+    else:
+        # containerd 2 split the CRI plugin: images (the pinned sandbox) and runtime are separate plugins.
+        conf = {"version": 3, "plugins": {
+            "io.containerd.cri.v1.images": {"pinned_images": {"sandbox": str(sandbox_image)}},
+            "io.containerd.cri.v1.runtime": {"containerd": {"runtimes": {"runc": runc}}}}}
+    return tomli_w.dumps(conf)
 
 
 def kubernetes_apt_repo(kubernetes_version):

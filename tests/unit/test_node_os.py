@@ -42,6 +42,49 @@ def test_containerd_2x_config_is_version_3_with_systemd_cgroups():
     assert runc["options"]["SystemdCgroup"] is True
 
 
+# The config.toml text rackboot wrote before it used a TOML writer (the node_os Molecule scenario checked
+# containerd's own dump of these): the writer must produce exactly the same tables and keys.
+_HAND_WRITTEN = {
+    1: """version = 2
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{image}"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  SystemdCgroup = {flag}
+""",
+    2: """version = 3
+
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+  sandbox = "{image}"
+
+[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+  SystemdCgroup = {flag}
+""",
+}
+
+
+@pytest.mark.parametrize("major, form", [(1, 1), (2, 2), (3, 2)])
+@pytest.mark.parametrize("systemd_cgroup", [True, False])
+def test_containerd_config_has_the_tables_of_the_hand_written_config(major, form, systemd_cgroup):
+    old = tomllib.loads(_HAND_WRITTEN[form].format(image=PAUSE, flag=str(systemd_cgroup).lower()))
+    assert tomllib.loads(nos.containerd_config(major, PAUSE, systemd_cgroup)) == old
+
+
+def test_containerd_config_quotes_what_it_writes():
+    odd = 'registry.example/pause:3.10 "quoted" \\ back'
+    conf = tomllib.loads(nos.containerd_config(2, odd))
+    assert conf["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"] == odd
+    with pytest.raises(nos.NodeOsError, match="too old"):
+        nos.containerd_config(0, PAUSE)
+
+
 def test_kubernetes_apt_repo_is_per_minor_release():
     assert nos.kubernetes_apt_repo("1.34.1") == "https://pkgs.k8s.io/core:/stable:/v1.34/deb/"
     assert nos.kubernetes_apt_repo("v1.31.12") == "https://pkgs.k8s.io/core:/stable:/v1.31/deb/"
