@@ -19,7 +19,7 @@ import pwd
 import re
 import tempfile
 
-__all__ = ["MASK", "Masker", "StagedFile", "read_text", "atomic_write", "file_diff"]
+__all__ = ["MASK", "Masker", "StagedFile", "read_text", "atomic_write", "file_diff", "file_attributes"]
 
 MASK = "********"
 # `password WORD` (FRR), `password "WORD";` (BIRD), `password 7 HASH` (FRR encrypted form).
@@ -95,6 +95,24 @@ def atomic_write(path, text, mode=0o600, owner=None, group=None, suffix=".rackbo
             os.close(fd)
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def file_attributes(module, path, default_mode, changed, result):
+    """Give ``path`` the common file arguments of ``module`` (``add_file_common_args``: owner, group,
+    mode, SELinux context, attributes); ``default_mode`` when the task sets no mode. Returns ``changed``
+    updated; what differed is added to ``result["diff"]``. A file that does not exist (check mode, it
+    would be created) is left out: the write gives it the default mode and the next run the rest."""
+    if not os.path.lexists(path):
+        return changed
+    args = module.load_file_common_arguments(module.params, path=path)
+    if args.get("mode") is None:
+        args["mode"] = default_mode
+    diff = {"before": {"path": path}, "after": {"path": path}}
+    changed = module.set_fs_attributes_if_different(args, changed, diff)
+    if len(diff["before"]) > 1 or len(diff["after"]) > 1:
+        old = result.get("diff")
+        result["diff"] = (old if isinstance(old, list) else [old] if old else []) + [diff]
+    return changed
 
 
 class StagedFile(object):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: bird_config
-author: rackboot developers
+author: rackboot developers (@rackboot)
 short_description: Check and apply a bird.conf to a running BIRD 2 with a soft reconfigure
 description:
   - Writes O(content) to a staged file beside O(dest) and parses it with C(bird -p -c).
@@ -62,8 +62,10 @@ options:
     default: []
 attributes:
   check_mode:
+    description: Parses the candidate and reports the change without installing or reloading anything.
     support: full
   diff_mode:
+    description: Returns the old and new O(dest), passwords masked.
     support: full
 """
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: frr_config
-author: rackboot developers
+author: rackboot developers (@rackboot)
 short_description: Check and apply an frr.conf to a running FRR without resetting unchanged sessions
 description:
   - Writes O(content) to a staged file beside O(dest) and checks it with C(vtysh -C -f).
@@ -60,8 +60,10 @@ options:
     default: []
 attributes:
   check_mode:
+    description: Parses the candidate and reports the change without installing or reloading anything.
     support: full
   diff_mode:
+    description: Returns the old and new O(dest), passwords masked (the lines the reload sends are in RV(reload_diff)).
     support: full
 notes:
   - FRR must be running (C(frr.service)) with the daemons the file configures (C(bgpd), C(bfdd)).

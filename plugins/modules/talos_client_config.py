@@ -16,8 +16,10 @@ description:
     C(talosctl gen config) does, made with Python's cryptography.
   - An existing file is kept as long as its certificate is signed by the
     bundle's CA and is valid for more than I(renew_before_days); only the
-    endpoints and nodes are updated. The file is written with mode 0600 and
-    no key material is returned or shown in diffs.
+    endpoints and nodes are updated. The file is written with mode 0600 from
+    its first byte and no key material is returned or shown in diffs; the
+    common file options (O(owner), O(group), O(mode), SELinux) are applied
+    after, and the mode stays 0600 when O(mode) is not set.
   - "Runs on the controller (C(delegate_to: localhost))."
 options:
   path:
@@ -51,6 +53,8 @@ options:
     description: Issue a new client certificate when the current one expires within this many days.
     type: int
     default: 30
+extends_documentation_fragment:
+  - ansible.builtin.files
 requirements:
   - cryptography
   - PyYAML
@@ -87,11 +91,12 @@ not_after:
 import base64
 import datetime
 import os
-import stat
 
 import yaml
 
 from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.rackboot.metal.plugins.module_utils import config_apply
 
 try:
     from cryptography import x509
@@ -143,6 +148,7 @@ def main():
             renew_before_days=dict(type="int", default=30),
         ),
         supports_check_mode=True,
+        add_file_common_args=True,
     )
     if IMPORT_ERROR is not None:
         module.fail_json(msg="talos_client_config needs cryptography and PyYAML on the controller: %s" % IMPORT_ERROR)
@@ -157,11 +163,10 @@ def main():
             bundle = talos_secrets.load(f.read(), source=p["secrets_path"])
     except (OSError, talos_secrets.SecretsError) as e:
         module.fail_json(msg="cannot use the Talos secrets bundle: %s" % e, **result)
-    old, old_text, mode = None, None, None
+    old, old_text = None, None
     if os.path.exists(p["path"]):
         with open(p["path"]) as f:
             old_text = f.read()
-        mode = stat.S_IMODE(os.stat(p["path"]).st_mode)
         try:
             old = yaml.safe_load(old_text)
         except yaml.YAMLError:
@@ -179,14 +184,14 @@ def main():
         result["not_after"] = not_after.isoformat()
     new = talos_secrets.talosconfig(p["context"], p["endpoints"], p["nodes"], bundle, crt, key)
     text = yaml.safe_dump(new, sort_keys=False, default_flow_style=False, width=1 << 20)
-    if current and text == old_text and mode == 0o600:
-        module.exit_json(**result)
-    result["changed"] = True
-    result["diff"] = dict(before_header=p["path"], after_header=p["path"],
-                          before=yaml.safe_dump(public_view(old, p["context"]), sort_keys=False) if old else "",
-                          after=yaml.safe_dump(public_view(new, p["context"]), sort_keys=False))
-    if not module.check_mode:
-        talos_secrets.write_private(p["path"], text)
+    if not (current and text == old_text):
+        result["changed"] = True
+        result["diff"] = dict(before_header=p["path"], after_header=p["path"],
+                              before=yaml.safe_dump(public_view(old, p["context"]), sort_keys=False) if old else "",
+                              after=yaml.safe_dump(public_view(new, p["context"]), sort_keys=False))
+        if not module.check_mode:
+            talos_secrets.write_private(p["path"], text)
+    result["changed"] = config_apply.file_attributes(module, p["path"], 0o600, result["changed"], result)
     module.exit_json(**result)
 
 

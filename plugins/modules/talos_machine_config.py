@@ -24,7 +24,9 @@ description:
     C(Layer2VIPConfig) for the API VIP on control-plane nodes)."
   - The same model and secrets give a byte-identical file; an unchanged file
     is not rewritten. The file holds cluster secrets and is written with mode
-    0600. The diff shows the configuration with keys and tokens replaced by
+    0600 from its first byte; O(owner), O(group), O(mode) and the SELinux options
+    (the common file options) are applied after, and the mode stays 0600 when
+    O(mode) is not set. The diff shows the configuration with keys and tokens replaced by
     short fingerprints.
   - "Runs on the controller (C(delegate_to: localhost))."
 options:
@@ -79,6 +81,8 @@ options:
     description: Optional path of Talos' C(config.schema.json); every document is validated against it and
       the module fails, naming the document and field, when one does not.
     type: path
+extends_documentation_fragment:
+  - ansible.builtin.files
 requirements:
   - PyYAML
   - netaddr
@@ -118,13 +122,12 @@ sha256:
 import hashlib
 import json
 import os
-import stat
 
 import yaml
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rackboot.metal.plugins.module_utils import talos_config, talos_secrets
+from ansible_collections.rackboot.metal.plugins.module_utils import config_apply, talos_config, talos_secrets
 
 
 def main():
@@ -145,6 +148,7 @@ def main():
             schema=dict(type="path"),
         ),
         supports_check_mode=True,
+        add_file_common_args=True,
     )
     p = module.params
     node = p["node"]
@@ -184,29 +188,24 @@ def main():
     result["documents"] = [d.get("kind", "v1alpha1") for d in docs]
     result["sha256"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    before_text, mode = None, None
+    before_text = None
     if os.path.exists(p["path"]):
         with open(p["path"]) as f:
             before_text = f.read()
-        mode = stat.S_IMODE(os.stat(p["path"]).st_mode)
-    if before_text == text and mode == 0o600:
-        module.exit_json(**result)
-
-    result["changed"] = True
-    if module._diff:
-        before = ""
-        if before_text is not None:
-            try:
-                before = talos_config.dump(talos_config.redact([d for d in yaml.safe_load_all(before_text) if d]))
-            except Exception:  # an unparsable old file: show that it is replaced
-                before = "(unparsable previous file)\n"
-        result["diff"] = dict(before_header=p["path"], after_header=p["path"], before=before,
-                              after=talos_config.dump(talos_config.redact(docs)))
-    if not module.check_mode:
-        if before_text == text:
-            os.chmod(p["path"], 0o600)
-        else:
+    if before_text != text:
+        result["changed"] = True
+        if module._diff:
+            before = ""
+            if before_text is not None:
+                try:
+                    before = talos_config.dump(talos_config.redact([d for d in yaml.safe_load_all(before_text) if d]))
+                except Exception:  # an unparsable old file: show that it is replaced
+                    before = "(unparsable previous file)\n"
+            result["diff"] = dict(before_header=p["path"], after_header=p["path"], before=before,
+                                  after=talos_config.dump(talos_config.redact(docs)))
+        if not module.check_mode:
             talos_secrets.write_private(p["path"], text)
+    result["changed"] = config_apply.file_attributes(module, p["path"], 0o600, result["changed"], result)
     module.exit_json(**result)
 
 

@@ -18,6 +18,8 @@ description:
     C(.gitignore) that ignores everything in it, and never overwritten. An
     existing file is validated (every field present, every key matches its
     certificate, bound to this cluster) and the modes are corrected if needed.
+  - The common file options (O(owner), O(group), O(mode), SELinux) are applied
+    to the file after it is written; the mode stays 0600 when O(mode) is not set.
   - The bundle is bound to the cluster name (a C(# rackboot-cluster:) line);
     a bundle of another cluster, e.g. one copied along with an inventory, is
     refused with both names.
@@ -33,6 +35,8 @@ options:
       - Name of the cluster the bundle belongs to (C(rackboot_cluster.name)).
     type: str
     required: true
+extends_documentation_fragment:
+  - ansible.builtin.files
 requirements:
   - cryptography
   - PyYAML
@@ -66,9 +70,10 @@ os_ca_sha256:
 """
 
 import os
-import stat
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.rackboot.metal.plugins.module_utils import config_apply
 
 try:
     from ansible_collections.rackboot.metal.plugins.module_utils import talos_secrets
@@ -81,7 +86,7 @@ except ImportError as e:  # cryptography / PyYAML missing on the controller
 def main():
     module = AnsibleModule(argument_spec=dict(path=dict(type="path", required=True),
                                               cluster=dict(type="str", required=True)),
-                           supports_check_mode=True)
+                           supports_check_mode=True, add_file_common_args=True)
     if IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib("cryptography and PyYAML"), exception=str(IMPORT_ERROR))
     path, cluster = module.params["path"], module.params["cluster"]
@@ -97,12 +102,7 @@ def main():
                                  "(a new bundle means a new cluster)" % e, **result)
         if talos_secrets.private_dir(os.path.dirname(os.path.abspath(path)), module.check_mode):
             result["changed"] = True
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        if mode != 0o600:
-            result["changed"] = True
-            result["diff"] = dict(before={"path": path, "mode": "%04o" % mode}, after={"path": path, "mode": "0600"})
-            if not module.check_mode:
-                os.chmod(path, 0o600)
+        result["changed"] = config_apply.file_attributes(module, path, 0o600, result["changed"], result)
         result["os_ca_sha256"] = talos_secrets.fingerprint(bundle)
         module.exit_json(**result)
     result.update(changed=True, created=True,
@@ -112,6 +112,7 @@ def main():
         bundle = talos_secrets.generate()
         talos_secrets.private_dir(os.path.dirname(os.path.abspath(path)))
         talos_secrets.write_private(path, talos_secrets.dump(bundle, cluster))
+        config_apply.file_attributes(module, path, 0o600, True, result)
         result["os_ca_sha256"] = talos_secrets.fingerprint(bundle)
     module.exit_json(**result)
 

@@ -18,16 +18,9 @@ COLLECTION = REPO / "collections/ansible_collections/rackboot/metal"   # the che
 # The collection is Apache-2.0, not GPLv3: this is the code every non-GPL
 # collection lists in tests/sanity/ignore-*.txt.
 IGNORED_CODES = {"missing-gplv3-license"}
-# Errors in files other helpers own this round (issue 15: frr_config/bird_config;
-# issue 13: the inventory plugin). Listed exactly: an entry that no longer
+# Errors in files other helpers own this round (issue 13: the inventory plugin). Listed exactly: an entry that no longer
 # occurs fails the test too, so the list can only shrink.
 PENDING = {
-    ("plugins/modules/bird_config.py", "DOCUMENTATION.author"),
-    ("plugins/modules/bird_config.py", "DOCUMENTATION.attributes.check_mode.description"),
-    ("plugins/modules/bird_config.py", "DOCUMENTATION.attributes.diff_mode.description"),
-    ("plugins/modules/frr_config.py", "DOCUMENTATION.author"),
-    ("plugins/modules/frr_config.py", "DOCUMENTATION.attributes.check_mode.description"),
-    ("plugins/modules/frr_config.py", "DOCUMENTATION.attributes.diff_mode.description"),
     ("plugins/inventory/cluster.py", "DOCUMENTATION.author"),
 }
 

@@ -8,7 +8,8 @@ import re
 import kubernetes.client as k8s
 import pytest
 
-from ansible_collections.rackboot.metal.plugins.module_utils import kubeadm as kb
+from ansible_collections.rackboot.metal.plugins.plugin_utils import kube_vip as kv
+from ansible_collections.rackboot.metal.plugins.plugin_utils import kubeadm as kb
 from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 
 VERSION = "0.9.2"
@@ -52,7 +53,7 @@ def env_of(pod):
 def test_manifest_is_a_valid_pod(lab):
     spec, model = lab
     cp = model.cluster["bootstrap_node"]
-    pod = kb.kube_vip_manifest(model.cluster, model.nodes[cp], VERSION)
+    pod = kv.kube_vip_manifest(model.cluster, model.nodes[cp], VERSION)
     validate(pod, "V1Pod")
     assert (pod["apiVersion"], pod["kind"]) == ("v1", "Pod")
     assert pod["metadata"]["namespace"] == "kube-system"
@@ -66,7 +67,7 @@ def test_vip_arp_on_the_management_link(lab):
     for node in spec["nodes"]:
         if node["role"] != "controlplane":
             continue
-        env = env_of(kb.kube_vip_manifest(model.cluster, model.nodes[node["name"]], VERSION))
+        env = env_of(kv.kube_vip_manifest(model.cluster, model.nodes[node["name"]], VERSION))
         assert env["address"] == spec["cluster"]["api_vip"]
         assert env["vip_arp"] == "true"
         # The lab's management network is the bond's native network: the VIP sits on the bond.
@@ -80,31 +81,31 @@ def test_vip_arp_on_the_management_link(lab):
 
 def test_image_is_pinned(lab):
     spec, model = lab
-    pod = kb.kube_vip_manifest(model.cluster, model.nodes[model.cluster["bootstrap_node"]], VERSION)
+    pod = kv.kube_vip_manifest(model.cluster, model.nodes[model.cluster["bootstrap_node"]], VERSION)
     assert pod["spec"]["containers"][0]["image"] == "ghcr.io/kube-vip/kube-vip:v" + VERSION
 
 
 def test_old_kube_vip_uses_vip_cidr(lab):
     spec, model = lab
-    env = env_of(kb.kube_vip_manifest(model.cluster, model.nodes[model.cluster["bootstrap_node"]], "0.8.9"))
+    env = env_of(kv.kube_vip_manifest(model.cluster, model.nodes[model.cluster["bootstrap_node"]], "0.8.9"))
     assert env["vip_cidr"] == "32" and "vip_subnet" not in env
 
 
 def test_super_admin_conf_only_while_bootstrapping_on_1_29_and_later(lab):
     spec, model = lab
     cluster = dict(model.cluster)
-    assert kb.kube_vip_kubeconfig(cluster, True) == "/etc/kubernetes/super-admin.conf"
-    assert kb.kube_vip_kubeconfig(cluster, False) == "/etc/kubernetes/admin.conf"
+    assert kv.kube_vip_kubeconfig(cluster, True) == "/etc/kubernetes/super-admin.conf"
+    assert kv.kube_vip_kubeconfig(cluster, False) == "/etc/kubernetes/admin.conf"
     cluster["kubernetes_version"] = "1.28.9"
-    assert kb.kube_vip_kubeconfig(cluster, True) == "/etc/kubernetes/admin.conf"
+    assert kv.kube_vip_kubeconfig(cluster, True) == "/etc/kubernetes/admin.conf"
     cluster["kubernetes_version"] = "1.29.0"
-    assert kb.kube_vip_kubeconfig(cluster, True) == "/etc/kubernetes/super-admin.conf"
+    assert kv.kube_vip_kubeconfig(cluster, True) == "/etc/kubernetes/super-admin.conf"
 
 
 def test_kubeconfig_is_mounted_as_a_file_at_admin_conf(lab):
     spec, model = lab
     node = model.nodes[model.cluster["bootstrap_node"]]
-    pod = kb.kube_vip_manifest(model.cluster, node, VERSION, kubeconfig="/etc/kubernetes/super-admin.conf")
+    pod = kv.kube_vip_manifest(model.cluster, node, VERSION, kubeconfig="/etc/kubernetes/super-admin.conf")
     vol = pod["spec"]["volumes"][0]
     # The kubelet must never create a directory where kubeadm will write the kubeconfig.
     assert vol["hostPath"] == {"path": "/etc/kubernetes/super-admin.conf", "type": "File"}
@@ -116,11 +117,11 @@ def test_workers_get_no_kube_vip(lab):
     spec, model = lab
     worker = next(n["name"] for n in spec["nodes"] if n["role"] == "worker")
     with pytest.raises(kb.KubeadmError, match="control-plane nodes only"):
-        kb.kube_vip_manifest(model.cluster, model.nodes[worker], VERSION)
+        kv.kube_vip_manifest(model.cluster, model.nodes[worker], VERSION)
 
 
 def test_leader_election_timings_are_checked(lab):
     spec, model = lab
     node = model.nodes[model.cluster["bootstrap_node"]]
     with pytest.raises(kb.KubeadmError, match="retry period < renew deadline < lease duration"):
-        kb.kube_vip_manifest(model.cluster, node, VERSION, lease_duration=3, renew_deadline=3)
+        kv.kube_vip_manifest(model.cluster, node, VERSION, lease_duration=3, renew_deadline=3)

@@ -9,7 +9,7 @@ import ipaddress
 import pytest
 import yaml
 
-from ansible_collections.rackboot.metal.plugins.module_utils import kubeadm as kb
+from ansible_collections.rackboot.metal.plugins.plugin_utils import kubeadm as kb
 from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 
 # Field names of the kubeadm v1beta4 types rackboot writes, from the upstream API reference.

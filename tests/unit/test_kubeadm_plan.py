@@ -3,7 +3,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.rackboot.metal.plugins.module_utils import kubeadm as kb
+from ansible_collections.rackboot.metal.plugins.plugin_utils import kubeadm as kb
 from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 
 TOKEN = "9a08jv.c0izixklcxtmnze7"

@@ -20,7 +20,7 @@ _FORMAT_EXAMPLE = "example of the version format in docs or an error message, no
 EXCEPTIONS = {
     ("plugins/inventory/cluster.py", "1.34.1"): _FORMAT_EXAMPLE,
     ("plugins/plugin_utils/spec_schema.py", "1.34.1"): _FORMAT_EXAMPLE,
-    ("plugins/module_utils/kubeadm.py", "1.34.1"): _FORMAT_EXAMPLE,
+    ("plugins/plugin_utils/kubeadm.py", "1.34.1"): _FORMAT_EXAMPLE,
 }
 
 

@@ -292,3 +292,25 @@ def test_machine_config_module_names_the_problem(tmp_path):
     assert "Traceback" not in out
     res, _ = run_module("talos_machine_config", dict(args, secrets_path=str(tmp_path / "nope")), tmp_path)
     assert res["failed"] and "talos_secrets" in res["msg"]
+
+
+def test_machine_config_module_takes_the_common_file_options(tmp_path):
+    """owner/group/mode/SELinux come from Ansible's file options; without mode the file stays 0600."""
+    secrets = tmp_path / "talos-secrets.yaml"
+    run_module("talos_secrets", {"path": str(secrets), "cluster": "dc1-prod"}, tmp_path)
+    m = MODELS["example"]
+    out = tmp_path / "w1.yaml"
+    args = {"path": str(out), "node": m.nodes["w1"], "cluster": m.cluster, "secrets_path": str(secrets),
+            "talos_version": VERSIONS["versions_talos"], "mode": "0640"}
+    res, _ = run_module("talos_machine_config", args, tmp_path)
+    assert res["changed"] and stat.S_IMODE(out.stat().st_mode) == 0o640
+    first = out.read_bytes()
+    res, _ = run_module("talos_machine_config", args, tmp_path)
+    assert not res["changed"]
+    # Only the mode differs: check mode reports it (as a diff of modes) and changes nothing.
+    res, _ = run_module("talos_machine_config", dict(args, mode="u=rw,go="), tmp_path, check=True, diff=True)
+    assert res["changed"] and stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert res["diff"] == [{"before": {"path": str(out), "mode": "0640"}, "after": {"path": str(out), "mode": "0600"}}]
+    del args["mode"]
+    res, _ = run_module("talos_machine_config", args, tmp_path)
+    assert res["changed"] and stat.S_IMODE(out.stat().st_mode) == 0o600 and out.read_bytes() == first

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import grp
 import json
 import os
 import pathlib
@@ -199,3 +200,30 @@ def test_client_config_module_keeps_its_certificate_and_updates_endpoints(tmp_pa
     assert res["changed"] and not res["certificate_renewed"]
     assert cfg2["contexts"]["c1"]["crt"] == cfg["contexts"]["c1"]["crt"]
     assert cfg2["contexts"]["c1"]["endpoints"] == ["10.0.0.11", "10.0.0.12"]
+
+
+def test_secrets_and_client_config_take_the_common_file_options(tmp_path):
+    """A mode given to the task wins (e.g. a group of operators); without one the files stay 0600."""
+    path = tmp_path / "secrets" / "talos-secrets.yaml"
+    args = {"path": str(path), "cluster": "c1", "mode": "0640"}
+    res, _ = run_module("talos_secrets", args, tmp_path)
+    assert res["created"] and stat.S_IMODE(path.stat().st_mode) == 0o640
+    res, _ = run_module("talos_secrets", args, tmp_path)
+    assert not res["changed"]
+    res, _ = run_module("talos_secrets", {"path": str(path), "cluster": "c1"}, tmp_path, check=True, diff=True)
+    assert res["changed"] and stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert res["diff"] == [{"before": {"path": str(path), "mode": "0640"}, "after": {"path": str(path), "mode": "0600"}}]
+    tc = tmp_path / "talosconfig"
+    tc_args = {"path": str(tc), "secrets_path": str(path), "context": "c1", "endpoints": ["10.0.0.11"]}
+    res, _ = run_module("talos_client_config", dict(tc_args, mode="0640"), tmp_path)
+    assert res["changed"] and stat.S_IMODE(tc.stat().st_mode) == 0o640
+    res, _ = run_module("talos_client_config", dict(tc_args, mode="0640"), tmp_path)
+    assert not res["changed"]
+    res, _ = run_module("talos_client_config", tc_args, tmp_path)
+    assert res["changed"] and not res["certificate_renewed"] and stat.S_IMODE(tc.stat().st_mode) == 0o600
+    # A group the controller user is in: applied, then idempotent.
+    group = grp.getgrgid(os.getgid()).gr_name
+    res, _ = run_module("talos_client_config", dict(tc_args, group=group), tmp_path)
+    assert not res["changed"] and tc.stat().st_gid == os.getgid()
+    res, _ = run_module("talos_client_config", dict(tc_args, group="no-such-group-12b"), tmp_path)
+    assert res.get("failed") and "no-such-group-12b" in res["msg"]

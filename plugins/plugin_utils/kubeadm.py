@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: rackboot developers
 # Apache License 2.0 (see LICENSE)
-"""kubeadm clusters: configuration documents, kube-vip manifest, init/join plan.
+"""kubeadm clusters: configuration documents, init/join plan, command lines.
 
 Pure functions of the model the inventory plugin publishes (``rackboot_cluster``
 and ``rackboot_node``): the roles format their results with ``to_nice_yaml``
@@ -19,11 +19,9 @@ import re
 
 __all__ = [
     "KUBEADM_API", "KUBELET_API", "CONFIG_PATH", "JOIN_CONFIG_PATH", "CRI_SOCKET",
-    "MANIFESTS_PREFLIGHT", "KubeadmError", "version_tuple", "cert_sans", "cluster_configuration",
-    "init_configuration", "kubelet_configuration", "join_configuration", "node_documents", "check_node",
-    "kube_vip_kubeconfig", "kube_vip_manifest", "state_from_stats", "join_plan", "parse_join_command",
-    "parse_certificate_key", "commands", "containerd_major", "containerd_config", "kubernetes_apt_repo",
-    "offline_debs", "debs_to_install", "package_problems",
+    "MANIFESTS_PREFLIGHT", "ADMIN_CONF", "SUPER_ADMIN_CONF", "KubeadmError", "version_tuple", "checked_node",
+    "cert_sans", "cluster_configuration", "init_configuration", "kubelet_configuration", "join_configuration",
+    "node_documents", "state_from_stats", "join_plan", "parse_join_command", "parse_certificate_key", "commands",
 ]
 
 KUBEADM_API = "kubeadm.k8s.io/v1beta4"
@@ -40,13 +38,6 @@ MANIFESTS_PREFLIGHT = "DirAvailable--etc-kubernetes-manifests"
 KUBE_PROXY_PHASE = "addon/kube-proxy"
 # kubeadm config v1beta4 is read by kubeadm 1.31 and later.
 MIN_KUBERNETES = (1, 31)
-# From 1.29 kubeadm's admin.conf is no longer in system:masters and only works
-# once init has bound it to cluster-admin; until then only super-admin.conf
-# (written on the init node alone) can reach the API (kube-vip issue #684).
-SUPER_ADMIN_SINCE = (1, 29)
-KUBE_VIP_IMAGE = "ghcr.io/kube-vip/kube-vip"
-# kube-vip 0.9 renamed the VIP prefix length variable vip_cidr -> vip_subnet.
-KUBE_VIP_SUBNET_SINCE = (0, 9)
 
 _TOKEN_RE = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
 _HASH_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
@@ -74,7 +65,8 @@ def _check_version(cluster):
     return version
 
 
-def _node(cluster, node):
+def checked_node(cluster, node):
+    """The node's model, or why it cannot carry a kubeadm node."""
     if node is None or "name" not in node:
         raise KubeadmError("no rackboot_node for this host: is it a node of the cluster spec?")
     if not node.get("management_address"):
@@ -141,7 +133,7 @@ def cluster_configuration(cluster):
 def init_configuration(cluster, node):
     """InitConfiguration of the bootstrap node."""
     _check_version(cluster)
-    node = _node(cluster, node)
+    node = checked_node(cluster, node)
     if node["name"] != cluster["bootstrap_node"]:
         raise KubeadmError("InitConfiguration is only for the bootstrap node %s, not %s"
                            % (cluster["bootstrap_node"], node["name"]))
@@ -169,7 +161,7 @@ def kubelet_configuration(cluster):
 def join_configuration(cluster, node, token=None, ca_cert_hashes=None, certificate_key=None):
     """JoinConfiguration of a non-bootstrap node; secrets only when given (and then all required)."""
     _check_version(cluster)
-    node = _node(cluster, node)
+    node = checked_node(cluster, node)
     controlplane = node["role"] == "controlplane"
     discovery = {"apiServerEndpoint": _endpoint(cluster)}
     if token is not None or ca_cert_hashes is not None:
@@ -201,97 +193,12 @@ def join_configuration(cluster, node, token=None, ca_cert_hashes=None, certifica
 
 def node_documents(cluster, node, token=None, ca_cert_hashes=None, certificate_key=None):
     """Everything /etc/kubernetes/kubeadm-config.yaml holds for one node, as a list of documents."""
-    node = _node(cluster, node)
+    node = checked_node(cluster, node)
     if node["name"] == cluster["bootstrap_node"]:
         return [init_configuration(cluster, node), cluster_configuration(cluster), kubelet_configuration(cluster)]
     return [join_configuration(cluster, node, token, ca_cert_hashes, certificate_key)]
 
 
-def check_node(cluster, node):
-    """Everything rackboot will render for a node, computed once so that a bad spec fails before any
-    host is touched. Returns the node name."""
-    node = _node(cluster, node)
-    node_documents(cluster, node)
-    if node["role"] == "controlplane":
-        kube_vip_manifest(cluster, node, "0.0.0")
-    return node["name"]
-
-
-# ----------------------------------------------------------------------------
-# kube-vip
-# ----------------------------------------------------------------------------
-def kube_vip_kubeconfig(cluster, bootstrapping):
-    """The kubeconfig kube-vip mounts: super-admin.conf while the bootstrap node runs ``kubeadm init``
-    on Kubernetes >= 1.29 (admin.conf has no rights yet), admin.conf otherwise."""
-    version = version_tuple(cluster["kubernetes_version"])
-    if bootstrapping and version[:2] >= SUPER_ADMIN_SINCE:
-        return SUPER_ADMIN_CONF
-    return ADMIN_CONF
-
-
-def kube_vip_manifest(cluster, node, version, kubeconfig=ADMIN_CONF, image=KUBE_VIP_IMAGE,
-                      lease_duration=5, renew_deadline=3, retry_period=1):
-    """The kube-vip static pod of a control-plane node: ARP mode, control plane VIP only
-    (MetalLB announces Services), leader election on a Lease in kube-system."""
-    node = _node(cluster, node)
-    if node["role"] != "controlplane":
-        raise KubeadmError("kube-vip runs on control-plane nodes only; %s is a %s" % (node["name"], node["role"]))
-    link = (node.get("network") or {}).get("management_link")
-    if not link:
-        raise KubeadmError("node %s has no management link to hold the API VIP" % node["name"])
-    if not (renew_deadline < lease_duration and retry_period < renew_deadline):
-        raise KubeadmError("kube-vip leader election needs retry period < renew deadline < lease duration "
-                           "(got %s < %s < %s)" % (retry_period, renew_deadline, lease_duration))
-    vip_version = version_tuple(version)
-    subnet_key = "vip_subnet" if vip_version[:2] >= KUBE_VIP_SUBNET_SINCE else "vip_cidr"
-    env = [
-        ("vip_arp", "true"),
-        ("port", str(cluster["api_port"])),
-        ("vip_interface", link),
-        (subnet_key, "32"),
-        ("dns_mode", "first"),
-        ("cp_enable", "true"),
-        ("cp_namespace", "kube-system"),
-        ("svc_enable", "false"),
-        ("vip_leaderelection", "true"),
-        ("vip_leasename", "plndr-cp-lock"),
-        ("vip_leaseduration", str(lease_duration)),
-        ("vip_renewdeadline", str(renew_deadline)),
-        ("vip_retryperiod", str(retry_period)),
-        ("address", cluster["api_vip"]),
-    ]
-    env_list = [{"name": k, "value": v} for k, v in env]
-    env_list.insert(3, {"name": "vip_nodename", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}})
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "kube-vip", "namespace": "kube-system",
-                     "labels": {"app.kubernetes.io/name": "kube-vip",
-                                "app.kubernetes.io/managed-by": "rackboot"}},
-        "spec": {
-            "containers": [{
-                "name": "kube-vip",
-                "image": "%s:v%s" % (image, str(version).lstrip("v")),
-                "imagePullPolicy": "IfNotPresent",
-                "args": ["manager"],
-                "env": env_list,
-                "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]}},
-                "volumeMounts": [{"name": "kubeconfig", "mountPath": ADMIN_CONF, "readOnly": True}],
-            }],
-            # kube-vip talks to the API server as https://kubernetes:<port> on the local node.
-            "hostAliases": [{"ip": "127.0.0.1", "hostnames": ["kubernetes"]}],
-            "hostNetwork": True,
-            "priority": 2000001000,
-            "priorityClassName": "system-node-critical",
-            # type File: never let the kubelet create a directory where kubeadm writes the kubeconfig.
-            "volumes": [{"name": "kubeconfig", "hostPath": {"path": kubeconfig, "type": "File"}}],
-        },
-    }
-
-
-# ----------------------------------------------------------------------------
-# init / join
-# ----------------------------------------------------------------------------
 def state_from_stats(results):
     """{host: {"admin_conf": bool, "kubelet_conf": bool}} from the registered results of an Ansible
     ``stat`` loop over ``[host, file name]`` pairs (file names admin.conf / kubelet.conf)."""
@@ -405,100 +312,3 @@ def commands(config_path=CONFIG_PATH, join_config_path=JOIN_CONFIG_PATH, token_t
         "kube_proxy": ["kubectl", "--kubeconfig", ADMIN_CONF, "-n", "kube-system", "get", "daemonset",
                        "--ignore-not-found", "-o", "name", "kube-proxy"],
     }
-
-
-# ----------------------------------------------------------------------------
-# Node OS (roles/node_os): containerd config, Kubernetes packages
-# ----------------------------------------------------------------------------
-_CONTAINERD_VERSION_RE = re.compile(r"\sv?(\d+)\.(\d+)[.\d]*")
-
-
-def containerd_major(version_output):
-    """Major version from ``containerd --version`` (Debian: 'containerd github.com/containerd/containerd 1.6.20~ds1 ...',
-    containerd.io: 'containerd containerd.io v2.1.4 ...')."""
-    m = _CONTAINERD_VERSION_RE.search(" " + str(version_output))
-    if not m:
-        raise KubeadmError("cannot read a version from %r" % (version_output,))
-    return int(m.group(1))
-
-
-def containerd_config(major, sandbox_image, systemd_cgroup=True):
-    """A minimal /etc/containerd/config.toml: runc with the systemd cgroup driver (like the kubelet) and the
-    pinned sandbox (pause) image. containerd 1.x reads config version 2, containerd 2.x version 3."""
-    flag = "true" if systemd_cgroup else "false"
-    major = int(major)
-    if major < 1:
-        raise KubeadmError("containerd %s is too old for Kubernetes" % major)
-    if major == 1:
-        cri = '[plugins."io.containerd.grpc.v1.cri"'
-        return "\n".join([
-            "version = 2",
-            "",
-            cri + "]",
-            '  sandbox_image = "%s"' % sandbox_image,
-            "",
-            cri + '.containerd.runtimes.runc]',
-            '  runtime_type = "io.containerd.runc.v2"',
-            "",
-            cri + '.containerd.runtimes.runc.options]',
-            "  SystemdCgroup = %s" % flag,
-            "",
-        ])
-    runtime = "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc"
-    return "\n".join([
-        "version = 3",
-        "",
-        "[plugins.'io.containerd.cri.v1.images'.pinned_images]",
-        '  sandbox = "%s"' % sandbox_image,
-        "",
-        runtime + "]",
-        '  runtime_type = "io.containerd.runc.v2"',
-        "",
-        runtime + ".options]",
-        "  SystemdCgroup = %s" % flag,
-        "",
-    ])
-
-
-def kubernetes_apt_repo(kubernetes_version):
-    """The upstream apt repository of a Kubernetes minor release (pkgs.k8s.io has one per minor)."""
-    major, minor = version_tuple(kubernetes_version)[:2]
-    return "https://pkgs.k8s.io/core:/stable:/v%d.%d/deb/" % (major, minor)
-
-
-def offline_debs(results, cache_dir):
-    """[{path, package, version}] from the registered results of a loop running
-    ``dpkg-deb --showformat='${Package} ${Version}' --show FILE`` over controller paths."""
-    out = []
-    for res in results:
-        fields = str(res["stdout"]).split()
-        # Debian versions start with a digit (epochs included).
-        if len(fields) != 2 or not fields[1][:1].isdigit():
-            raise KubeadmError("dpkg-deb printed %r for %s" % (res["stdout"], res["item"]))
-        out.append({"path": "%s/%s" % (cache_dir.rstrip("/"), str(res["item"]).rsplit("/", 1)[-1]),
-                    "package": fields[0], "version": fields[1]})
-    return out
-
-
-def debs_to_install(debs, installed):
-    """Offline packages: ``debs`` is [{path, package, version}] (from dpkg-deb), ``installed`` the
-    ``ansible_facts.packages`` mapping. Returns the paths whose package is missing or at another version."""
-    out = []
-    for deb in debs:
-        have = [p.get("version") for p in (installed or {}).get(deb["package"], [])]
-        if deb["version"] not in have:
-            out.append(deb["path"])
-    return out
-
-
-def package_problems(packages, kubernetes_version, installed):
-    """For package source 'none': what is wrong with the preinstalled kubelet/kubeadm/kubectl."""
-    want = str(kubernetes_version).lstrip("v")
-    problems = []
-    for name in packages:
-        versions = [p.get("version", "") for p in (installed or {}).get(name, [])]
-        if not versions:
-            problems.append("%s is not installed" % name)
-        elif not any(v == want or v.startswith(want + "-") or v.startswith(want + "+") for v in versions):
-            problems.append("%s is at %s, the spec wants %s" % (name, ", ".join(versions), want))
-    return problems
