@@ -7,7 +7,7 @@ DOCUMENTATION = r"""
 name: cluster
 short_description: Inventory from a rackboot cluster spec
 version_added: 0.1.0
-author: rackboot developers
+author: rackboot developers (@rackboot)
 description:
   - Reads a rackboot cluster spec (nodes, NICs, bonds, VLANs, networks, BGP,
     load-balancer pools, tenants), validates all of it before any host is

@@ -2,7 +2,7 @@
 # Apache License 2.0 (see LICENSE)
 DOCUMENTATION = r"""
 name: helm_template
-author: rackboot contributors
+author: rackboot developers (@rackboot)
 version_added: 0.1.0
 short_description: Full, validated manifests of a Helm release (helm template)
 description:

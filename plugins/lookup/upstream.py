@@ -2,7 +2,7 @@
 # Apache License 2.0 (see LICENSE)
 DOCUMENTATION = r"""
 name: upstream
-author: rackboot contributors (@rackboot)
+author: rackboot developers (@rackboot)
 short_description: Path of a pinned upstream file (chart, schema, CRD) in the verified cache
 version_added: "0.1.0"
 description:
