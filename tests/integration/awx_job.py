@@ -41,7 +41,7 @@ PROJECT_IGNORE = shutil.ignore_patterns(
 
 
 def podman_env():
-    return dict(os.environ, CONTAINERS_CONF=str(REPO / "tests" / "hosts" / "containers.conf"))
+    return dict(os.environ, CONTAINERS_CONF=str(REPO / "src" / "rackboot" / "lab" / "containers.conf"))
 
 
 def ee_image():

@@ -79,8 +79,10 @@ def test_inventory_update_exports_what_the_roles_need(updates, name):
     assert {"all", "k8s_nodes", "controlplane", "routers"} <= groups
     cluster = data["all"]["vars"]["rackboot_cluster"]
     hostvars = data["_meta"]["hostvars"]
-    nodes = {n["name"] for n in cluster["nodes"]}
-    routers = {r["name"] for r in cluster["routers"]}
+    spec = yaml.safe_load((REPO / INVENTORIES[name]).read_text())
+    nodes = {n["name"] for n in spec["nodes"]}
+    routers = {r["name"] for r in spec["routers"]}
+    assert cluster["node_count"] == len(nodes) and {r["name"] for r in cluster["routers"]} == routers
     assert set(data["k8s_nodes"]["hosts"]) == nodes and set(data["routers"]["hosts"]) == routers
     for host in nodes:
         assert hostvars[host]["rackboot_node"]["name"] == host and hostvars[host]["ansible_host"]
