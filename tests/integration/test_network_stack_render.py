@@ -575,7 +575,8 @@ def test_image_list_is_complete(rendered):
     # Kube-OVN's NAT gateway is named only in a ConfigMap.
     assert any("vpc-nat-gateway" in i for i in txt)
     k8s = "v" + str(rendered["spec"]["cluster"]["kubernetes_version"])
-    assert "registry.k8s.io/kube-apiserver:%s" % k8s in txt and "registry.k8s.io/pause:%s" % PINS["versions_pause"] in txt
+    pause = PINS["versions_pause"][".".join(k8s.lstrip("v").split(".")[:2])]   # per Kubernetes minor
+    assert "registry.k8s.io/kube-apiserver:%s" % k8s in txt and "registry.k8s.io/pause:%s" % pause in txt
     if rendered["spec"]["cluster"]["distribution"] == "talos":
         assert "ghcr.io/siderolabs/installer:v%s" % PINS["versions_talos"] in txt
     else:
