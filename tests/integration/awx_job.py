@@ -112,7 +112,8 @@ def write_job_inventory(pdd: Path, data: dict) -> str:
 
 
 def run_job(pdd: Path, image: str, playbook: str, *, vault_id: str, vault_password: str, extra: list[str] = (),
-            ssh_key: str | None = None, container_options: tuple[str, ...] = (), ident: str = "2"):
+            ssh_key: str | None = None, container_options: tuple[str, ...] = (), ident: str = "2",
+            task_env: dict | None = None):
     """A job template launch: ansible-playbook with AWX's inventory script and a Vault credential prompt."""
     args = ["ansible-playbook", "-i", f"{CONTAINER_ROOT}/inventory/hosts", "-u", "root",
             "--vault-id", f"{vault_id}@prompt", *extra, playbook]
@@ -129,6 +130,7 @@ def run_job(pdd: Path, image: str, playbook: str, *, vault_id: str, vault_passwo
         "ANSIBLE_ROLES_PATH": f"{CONTAINER_ROOT}/requirements_roles:./roles:"
                               "~/.ansible/roles:/usr/share/ansible/roles:/etc/ansible/roles",
     }
+    env.update(task_env or {})   # AWX's "Extra Environment Variables" (AWX_TASK_ENV)
     return _run(pdd, image, args, env, passwords=passwords, ssh_key=ssh_key,
                 container_options=container_options, ident=ident)
 

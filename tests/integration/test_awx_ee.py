@@ -122,7 +122,15 @@ def test_render_job_in_the_ee(image, updates):
     awx_job.write_job_inventory(pdd, data)
     password = (pdd / "project" / "inventories/lab/vault-password.txt").read_text().strip()
     t0 = time.monotonic()
-    runner = awx_job.run_job(pdd, image, "playbooks/render.yml", vault_id="lab", vault_password=password, ident="2")
+    # The render reads the pinned upstream charts: AWX exposes a mirror to its
+    # jobs (Settings > Jobs: "Paths to expose to isolated jobs") and names it
+    # in "Extra Environment Variables", as an air-gapped site does.
+    from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream
+    upstream.ensure()
+    mirror = upstream.cache_dir()
+    runner = awx_job.run_job(pdd, image, "playbooks/render.yml", vault_id="lab", vault_password=password, ident="2",
+                             container_options=("-v", "%s:/opt/rackboot-upstream:ro" % mirror),
+                             task_env={"RACKBOOT_UPSTREAM_MIRROR": "/opt/rackboot-upstream"})
     took = time.monotonic() - t0
     assert runner.status == "successful", runner.stdout.read()[-4000:]
     cluster = awx_job.plain(data["all"]["vars"]["rackboot_cluster"])["name"]
