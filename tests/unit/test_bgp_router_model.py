@@ -344,7 +344,7 @@ def test_limit_is_the_spec_value_and_bounded_by_what_a_node_may_send(lab_spec):
 
 def test_metallb_bgppeers_match_the_routers(lab_spec):
     """What the routers expect of the speakers: hold/keepalive, the BFD profile, GR stated (off)."""
-    from ansible_collections.rackboot.metal.plugins.module_utils import network_stack
+    from ansible_collections.rackboot.metal.plugins.plugin_utils import network_stack
 
     model = build(lab_spec, source="cluster.yml")
     docs = network_stack.metallb_resources(model.cluster)

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""Builders of the network stack (plugins/module_utils/network_stack.py) against the two inventories.
+"""Builders of the network stack (plugins/plugin_utils/network_stack.py) against the two inventories.
 
 Expectations come from the spec and the model, never from the builders'
 output. Schema validation of the rendered files is in
