@@ -53,3 +53,15 @@ def ansible_env(base=None):
     env["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), env.get("PATH", "")))
     env.pop("ANSIBLE_INVENTORY", None)
     return env
+
+
+def plain(value):
+    """``ansible-inventory --list`` data as roles see it: ansible-core 2.19 wraps
+    an inventory plugin's strings as ``{"__ansible_unsafe": value}``."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import ansible_runner
 
+from rackboot.collection import plain  # noqa: F401  (ansible-inventory data as roles see it)
+
 REPO = Path(__file__).resolve().parents[2]
 CONTAINER_ROOT = "/runner"
 # awx/main/constants.py STANDARD_INVENTORY_UPDATE_ENV
@@ -134,13 +136,3 @@ def run_job(pdd: Path, image: str, playbook: str, *, vault_id: str, vault_passwo
     return _run(pdd, image, args, env, passwords=passwords, ssh_key=ssh_key,
                 container_options=container_options, ident=ident)
 
-
-def plain(data):
-    """Export data with ansible-core's ``{"__ansible_unsafe": value}`` wrappers removed (what roles see)."""
-    if isinstance(data, dict):
-        if set(data) == {"__ansible_unsafe"}:
-            return data["__ansible_unsafe"]
-        return {k: plain(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [plain(v) for v in data]
-    return data

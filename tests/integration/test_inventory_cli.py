@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from conftest import REPO, ansible_env
+from rackboot.collection import plain
 
 VAULT = {
     "example": "example@%s" % (REPO / "inventories/example/vault-password.txt"),
@@ -19,15 +20,7 @@ def inventory(*args):
                           capture_output=True, text=True, timeout=120)
 
 
-def unwrap(value):
-    """ansible-core marks inventory-plugin strings as unsafe in --list output."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {k: unwrap(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unwrap(v) for v in value]
-    return value
+unwrap = plain
 
 
 @pytest.mark.parametrize("name", ["example", "lab"])

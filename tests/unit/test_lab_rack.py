@@ -3,7 +3,8 @@ from pathlib import Path
 
 from conftest import REPO
 from rackboot.lab.figures import bonding_state, link_ok
-from rackboot.lab.rack import RackLab, _plain, load_spec
+from rackboot.collection import plain as _plain
+from rackboot.lab.rack import RackLab, load_spec
 
 BONDING_8023AD = """Ethernet Channel Bonding Driver: v6.1.0-50-amd64
 

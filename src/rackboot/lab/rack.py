@@ -35,6 +35,8 @@ from pathlib import Path
 
 import yaml
 
+from rackboot.collection import plain
+
 from . import images
 from .common import log, run
 from .lab import Lab, LabError, Vm, _in_netns_path, parse_platforms
@@ -51,17 +53,6 @@ BOOT_TIMEOUT = float(os.environ.get("RACKBOOT_LAB_BOOT_TIMEOUT", "1200"))
 
 SIOCETHTOOL = 0x8946
 ETHTOOL_STXCSUM = 0x17
-
-
-def _plain(value):
-    """Unwrap ansible-inventory's ``{"__ansible_unsafe": x}`` values."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 @dataclass
@@ -105,7 +96,7 @@ def load_spec(inventory: Path, vault_args: list[str]) -> Spec:
                           text=True, env=ansible_env(), check=False)
     if proc.returncode != 0:
         raise LabError(f"{inventory}: ansible-inventory failed:\n{proc.stderr[-2000:]}")
-    data = _plain(json.loads(proc.stdout))
+    data = plain(json.loads(proc.stdout))
     hv = data["_meta"]["hostvars"]
     groups = {g: v.get("hosts", []) for g, v in data.items() if g != "_meta"}
     nodes = {h: hv[h]["rackboot_node"] for h in groups.get("kubeadm", [])}
