@@ -368,6 +368,9 @@ class _Builder(object):
     def nodes(self, spec, nets, mgmt, bgp):
         base = spec["host_network"] or {}
         self.check_host_network(base, ("host_network",), nets, partial=False)
+        # A cluster-wide bridge already reported is not reported again for each
+        # node that inherits it: one root cause, one message.
+        base_bad_bridges = {p[2] for p, _ in self.problems if p[:2] == ("host_network", "bridges") and len(p) > 2}
         is_talos = (spec["cluster"] or {}).get("distribution") == "talos"
         out = {}
         macs = {}
@@ -388,7 +391,8 @@ class _Builder(object):
                 # the schema fills the others with None.
                 written = self.raw["nodes"][i]["host_network"]
                 hn.update({k: v for k, v in node["host_network"].items() if k in written})
-                self.check_host_network(hn, path + ("host_network",), nets, partial=True)
+                self.check_host_network(hn, path + ("host_network",), nets, partial=True,
+                                        skip_bridges=set() if "bridges" in written else base_bad_bridges)
             if is_talos and not node["install_disk"]:
                 self.err(path + ("install_disk",), "is required with distribution talos")
             bond = hn.get("bond")
@@ -414,7 +418,7 @@ class _Builder(object):
                                  "than with one less; use an odd number (1, 3, 5)" % cps)
         return out
 
-    def check_host_network(self, hn, path, nets, partial):
+    def check_host_network(self, hn, path, nets, partial, skip_bridges=()):
         bond, iface = hn.get("bond"), hn.get("interface")
         if bond and iface:
             self.err(path, "set either bond or interface, not both%s"
@@ -447,7 +451,7 @@ class _Builder(object):
                      "is carried untagged" % (native, nets[native]["vlan"]))
         seen = {}
         for j, br in enumerate(hn.get("bridges") or []):
-            if not br:
+            if not br or j in skip_bridges:
                 continue
             bpath = path + ("bridges", j)
             if br["network"] not in nets:

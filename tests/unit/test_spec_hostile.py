@@ -16,6 +16,7 @@ from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model impor
 from conftest import REPO
 
 LAB = (REPO / "inventories/lab/cluster.yml").read_text()
+END = LAB.count("\n") + 1   # the line of text appended to the spec
 
 
 def edit(*pairs):
@@ -29,37 +30,37 @@ def edit(*pairs):
 # (id, spec text, expected line, expected path, fragment of the reason, exactly one problem)
 CASES = [
     # --- duplicate keys: YAML keeps the last, a spec must not ---------------
-    ("duplicate-nodes", LAB + "nodes:\n  - name: x\n", 75, "nodes", "duplicate key (first on line 35)", True),
-    ("duplicate-node-asn", edit(("    node_asn: 65001\n", "    node_asn: 65001\n    node_asn: 65000\n")), 69,
+    ("duplicate-nodes", LAB + "nodes:\n  - name: x\n", END, "nodes", "duplicate key (first on line 35)", True),
+    ("duplicate-node-asn", edit(("    node_asn: 65001\n", "    node_asn: 65001\n    node_asn: 65000\n")), 76,
      "load_balancer.bgp.node_asn", "duplicate key", True),
-    ("duplicate-networks", LAB + "networks: []\n", 75, "networks", "duplicate key", True),
+    ("duplicate-networks", LAB + "networks: []\n", END, "networks", "duplicate key", True),
     ("duplicate-rack", edit(("    rack: lab1\n", "    rack: lab1\n    rack: lab2\n")), 39, "nodes[0] (node1).rack",
      "duplicate key", True),
     ("duplicate-api-vip", edit(("  api_vip: 10.77.0.5\n", "  api_vip: 10.77.0.5\n  api_vip: 10.77.0.6\n")), 12,
      "cluster.api_vip", "duplicate key", True),
-    ("duplicate-flow-mgmt", edit(("{mgmt: 10.77.0.12,", "{mgmt: 10.77.0.12, mgmt: 10.77.0.99,")), 43,
+    ("duplicate-flow-mgmt", edit(("{mgmt: 10.77.0.12,", "{mgmt: 10.77.0.12, mgmt: 10.77.0.99,")), 50,
      "nodes[1] (node2).addresses.mgmt", "duplicate key", True),
-    ("duplicate-role", edit(("    role: worker\n", "    role: worker\n    role: controlplane\n")), 42,
+    ("duplicate-role", edit(("    role: worker\n", "    role: worker\n    role: controlplane\n")), 49,
      "nodes[1] (node2).role", "duplicate key", True),
     # --- YAML 1.1 number forms ---------------------------------------------
     ("octal-vlan", edit(("vlan: 200", "vlan: 0200")), 21, "networks[2] (storage).vlan", "not a plain decimal", True),
     ("octal-port", edit(("  api_vip: 10.77.0.5\n", "  api_vip: 10.77.0.5\n  api_port: 06443\n")), 12,
      "cluster.api_port", "not a plain decimal", True),
-    ("sexagesimal-hold", edit(("    max_prefixes: 20\n", "    max_prefixes: 20\n    hold_time: 1:30\n")), 71,
+    ("sexagesimal-hold", edit(("    max_prefixes: 20\n", "    max_prefixes: 20\n    hold_time: 1:30\n")), 78,
      "load_balancer.bgp.hold_time", "base 60", True),
-    ("hex-asn", edit(("    asn: 65000\n", "    asn: 0xFDE8\n")), 52, "routers[0] (rtr-frr).asn", "not a plain decimal",
+    ("hex-asn", edit(("    asn: 65000\n", "    asn: 0xFDE8\n")), 59, "routers[0] (rtr-frr).asn", "not a plain decimal",
      True),
     ("underscore-mtu", edit(("mtu: 9000", "mtu: 9_000")), 23, "networks[2] (storage).mtu", "not a plain decimal", True),
     ("octal-label", edit(("    rack: lab1\n", "    rack: lab1\n    labels: {zone: 0755}\n")), 39,
      "nodes[0] (node1).labels.zone", "quote '0755'", True),
     # --- addresses: strict dotted quads ------------------------------------
-    ("zero-padded-pool", edit(("range: 10.77.0.200-10.77.0.220", "range: 198.051.100.001-198.051.100.009")), 65,
+    ("zero-padded-pool", edit(("range: 10.77.0.200-10.77.0.220", "range: 198.051.100.001-198.051.100.009")), 72,
      "load_balancer.pools[1] (lan).range", "no leading zeros", True),
     ("zero-padded-address", edit(("mgmt: 10.77.0.11,", "mgmt: 10.77.0.011,")), 39, "nodes[0] (node1).addresses.mgmt",
      "zero-padded", True),
-    ("bad-range", edit(("range: 10.77.0.200-10.77.0.220", "range: 10.77.0.200-10.77.0.2x0")), 65,
+    ("bad-range", edit(("range: 10.77.0.200-10.77.0.220", "range: 10.77.0.200-10.77.0.2x0")), 72,
      "load_balancer.pools[1] (lan).range", "not a range FIRST-LAST", True),
-    ("fullwidth-range", edit(("range: 10.77.0.200-10.77.0.220", "range: 10.77.0.200-10.77.0.２２０")), 65,
+    ("fullwidth-range", edit(("range: 10.77.0.200-10.77.0.220", "range: 10.77.0.200-10.77.0.２２０")), 72,
      "load_balancer.pools[1] (lan).range", "not a range FIRST-LAST", True),
     ("fullwidth-prefix", edit(("cidr: 10.77.200.0/24", "cidr: 10.77.200.0/２４")), 22, "networks[2] (storage).cidr",
      "ASCII digits", True),
@@ -75,14 +76,14 @@ CASES = [
     ("tiny-pod-cidr", edit(("  api_vip: 10.77.0.5\n", "  api_vip: 10.77.0.5\n  pod_cidr: 10.244.0.0/32\n")), 12,
      "cluster.pod_cidr", "too small", True),
     # --- control characters, trailing newlines -----------------------------
-    ("name-with-newline", edit(("  - name: node3\n", "  - name: |\n      node3\n")), 44, "nodes[2].name",
+    ("name-with-newline", edit(("  - name: node3\n", "  - name: |\n      node3\n")), 51, "nodes[2].name",
      "control character U+000A", True),
     ("vip-with-newline", edit(("api_vip: 10.77.0.5", 'api_vip: "10.77.0.5\\n"')), 11, "cluster.api_vip",
      "control character", True),
-    ("escape-in-rack", edit(("rack: lab2", 'rack: "lab2\\e[31m"')), 46, "nodes[2] (node3).rack", "control character",
+    ("escape-in-rack", edit(("rack: lab2", 'rack: "lab2\\e[31m"')), 53, "nodes[2] (node3).rack", "control character",
      True),
     ("tab-in-version", edit(('"1.34.1"', '"1.34.1\\t"')), 10, "cluster.kubernetes_version", "U+0009", True),
-    ("non-ascii-name", edit(("  - name: node3\n", "  - name: nodé3\n")), 44, "nodes[2].name", "DNS-1123", True),
+    ("non-ascii-name", edit(("  - name: node3\n", "  - name: nodé3\n")), 51, "nodes[2].name", "DNS-1123", True),
     # --- interface names, MACs, routes --------------------------------------
     ("bond-lists-itself", edit(("interfaces: [eth1, eth2]", "interfaces: [eth1, bond0]")), 29,
      "host_network.bond.interfaces", "the bond bond0 itself", True),
@@ -104,25 +105,25 @@ CASES = [
      "cluster.cert_sans[0]", "certificate", True),
     ("zero-padded-cert-san", edit(("  api_vip: 10.77.0.5\n", "  api_vip: 10.77.0.5\n  cert_sans: [10.77.0.05]\n")), 12,
      "cluster.cert_sans[0]", "zero-padded", True),
-    ("shell-in-version", LAB + "components:\n  cilium:\n    version: 'latest; rm -rf /'\n", 77,
+    ("shell-in-version", LAB + "components:\n  cilium:\n    version: 'latest; rm -rf /'\n", 84,
      "components.cilium.version", "is not a version", True),
     # --- names that clash with groups ---------------------------------------
-    ("node-named-workers", edit(("  - name: node3\n", "  - name: workers\n")), 44, "nodes[2] (workers).name",
+    ("node-named-workers", edit(("  - name: node3\n", "  - name: workers\n")), 51, "nodes[2] (workers).name",
      "name of a group", True),
-    ("router-named-bird", edit(("  - name: rtr-bird\n", "  - name: bird\n")), 54, "routers[1] (bird).name",
+    ("router-named-bird", edit(("  - name: rtr-bird\n", "  - name: bird\n")), 61, "routers[1] (bird).name",
      "name of a group", True),
     # --- YAML structure: aliases, nesting, tags, documents -----------------
-    ("self-alias", LAB + "compose: &loop {x: *loop}\n", 75, "compose.x", "refers to the node it is inside", True),
-    ("deep-nesting", LAB + "compose: " + "[" * 300 + "]" * 300 + "\n", 75, "compose[0][0]", "nested deeper than 64", True),
-    ("deep-helm-values", LAB + "components:\n  cilium:\n    values: " + "{a: " * 100 + "1" + "}" * 100 + "\n", 77,
+    ("self-alias", LAB + "compose: &loop {x: *loop}\n", 82, "compose.x", "refers to the node it is inside", True),
+    ("deep-nesting", LAB + "compose: " + "[" * 300 + "]" * 300 + "\n", END, "compose[0][0]", "nested deeper than 64", True),
+    ("deep-helm-values", LAB + "components:\n  cilium:\n    values: " + "{a: " * 100 + "1" + "}" * 100 + "\n", END + 2,
      "components.cilium.values", "nested deeper than 64", True),
     ("billion-laughs", LAB + "components:\n  cilium:\n    values:\n" + "".join(
-        "      l%d: &l%d [%s]\n" % (i, i, ", ".join(["*l%d" % (i - 1)] * 9) if i else "lol") for i in range(10)), 85,
+        "      l%d: &l%d [%s]\n" % (i, i, ", ".join(["*l%d" % (i - 1)] * 9) if i else "lol") for i in range(10)), 92,
      "components.cilium.values.l7[0]", "alias bomb", True),
     ("python-tag", edit(("name: lab\n", "name: !!python/object/apply:os.system [id]\n")), 8, "cluster.name",
      "YAML tag", True),
-    ("two-documents", LAB + "---\nplugin: rackboot.metal.cluster\n", 75, "(top level)", "second YAML document", True),
-    ("complex-key", LAB + "? [a, b]\n: c\n", 75, "(top level)", "plain string", True),
+    ("two-documents", LAB + "---\nplugin: rackboot.metal.cluster\n", END, "(top level)", "second YAML document", True),
+    ("complex-key", LAB + "? [a, b]\n: c\n", END, "(top level)", "plain string", True),
     ("syntax-error", edit(("interfaces: [eth1, eth2]", "interfaces: [eth1, eth2")), 30, "(top level)",
      "not valid YAML", True),
     # --- the file as a whole ------------------------------------------------
@@ -134,7 +135,7 @@ CASES = [
     ("missing-plugin", edit(("plugin: rackboot.metal.cluster\n", "")), None, "plugin", "is required", True),
     # --- one root cause, one message ---------------------------------------
     ("vlan-5000", edit(("vlan: 100", "vlan: 5000")), 18, "networks[1] (peering).vlan", "outside 1-4094", True),
-    ("bad-mgmt-address", edit(("mgmt: 10.77.0.12,", "mgmt: 10.77.0.300,")), 43, "nodes[1] (node2).addresses.mgmt",
+    ("bad-mgmt-address", edit(("mgmt: 10.77.0.12,", "mgmt: 10.77.0.300,")), 50, "nodes[1] (node2).addresses.mgmt",
      "octet is above 255", True),
 ]
 

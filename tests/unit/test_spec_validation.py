@@ -400,7 +400,8 @@ def test_interface_name_too_long(lab_spec):
 
 def test_vlan_interface_name_too_long(lab_spec):
     lab_spec["host_network"]["bond"]["name"] = "bond-uplink1"
-    assert_problem(lab_spec, "nodes[0]", "VLAN interface name bond-uplink1.100 is longer than 15 characters")
+    # node1 has a bond of its own (bond0); node2 inherits the cluster's.
+    assert_problem(lab_spec, "nodes[1]", "VLAN interface name bond-uplink1.100 is longer than 15 characters")
 
 
 # --- host network --------------------------------------------------------------
