@@ -28,6 +28,10 @@ _SECRET_NAME = re.compile(r"PASS|TOKEN|SECRET|KEY|CREDENTIAL|AUTH", re.I)
 
 
 def runs_dir(inventory):
+    """Where the records of INVENTORY's runs go: its ``runs/`` folder, or
+    $RACKBOOT_RUNS_DIR (the demo keeps the example inventory untouched)."""
+    if os.environ.get("RACKBOOT_RUNS_DIR"):
+        return Path(os.environ["RACKBOOT_RUNS_DIR"]).resolve()
     inv = Path(inventory)
     return (inv.parent if inv.is_file() else inv).resolve() / "runs"
 
@@ -237,7 +241,7 @@ def run_playbook(inventory, stage, playbook_names, view, check=False, diff=False
 
     inventory = Path(inventory).resolve()
     folder = runs_dir(inventory)
-    folder.mkdir(mode=0o700, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     run_id = new_run_id(stage)
     args = list(vault_args) + list(extra_args)
     if check:
