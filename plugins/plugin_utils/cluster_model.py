@@ -24,7 +24,7 @@ from ansible_collections.rackboot.metal.plugins.plugin_utils import spec_loader
 from ansible_collections.rackboot.metal.plugins.plugin_utils.spec_schema import (
     SPEC, check, format_path, parse_ipv4, show)
 
-__all__ = ["SpecError", "Model", "build", "locate_lines", "read_spec", "validate_file"]
+__all__ = ["SpecError", "Model", "build", "locate_lines", "node_context", "read_spec", "resolve_node", "validate_file"]
 
 RESERVED_NAMESPACES = frozenset(["default", "kube-system", "kube-public", "kube-node-lease",
                                  "cozy-cilium", "cozy-kubeovn", "cozy-multus", "cozy-metallb",
@@ -74,19 +74,24 @@ class SpecError(Exception):
 class Model(object):
     """Result of ``build``: plain dicts/lists, ready to become Ansible variables."""
 
-    def __init__(self, cluster, nodes, routers, groups, warnings):
+    def __init__(self, cluster, nodes, routers, groups, warnings, node_specs=None):
         self.cluster = cluster          # normalized cluster (rackboot_cluster)
         self.nodes = nodes              # name -> rackboot_node
         self.routers = routers          # name -> rackboot_router
         self.groups = groups            # group name -> [host names]
         self.warnings = warnings        # list of strings
+        self.node_specs = node_specs or {}   # name -> rackboot_node_spec (what only this node has)
         self.source_data = None         # the spec as read (constructed options live there)
 
     def hostvars(self, name):
-        """The variables the inventory plugin sets on one host."""
+        """The variables the inventory plugin sets on one host.
+
+        A node carries only what is its own (``rackboot_node_spec``); the
+        plugin adds ``rackboot_node`` as a template of ``resolve_node``, so
+        that no host holds data every other host has too.
+        """
         if name in self.nodes:
-            node = self.nodes[name]
-            return {"ansible_host": node["management_address"], "rackboot_node": node}
+            return {"ansible_host": self.nodes[name]["management_address"], "rackboot_node_spec": self.node_specs[name]}
         router = self.routers[name]
         return {"ansible_host": router["management_address"], "rackboot_router": router}
 
@@ -119,6 +124,7 @@ class _Builder(object):
         self.warnings = []
         self.owners = {}     # IPAddress -> (path, description) of every assigned address
         self.failed = set()  # every prefix of a path whose own check failed
+        self.host_network_overrides = {}   # node name -> the keys of host_network it sets itself
 
     def broken(self, *path):
         """``path`` (or something inside it) failed its own check: later checks must not use it."""
@@ -390,7 +396,9 @@ class _Builder(object):
                 # Only the keys the engineer wrote override (``bond: null`` included);
                 # the schema fills the others with None.
                 written = self.raw["nodes"][i]["host_network"]
-                hn.update({k: v for k, v in node["host_network"].items() if k in written})
+                override = {k: v for k, v in node["host_network"].items() if k in written}
+                self.host_network_overrides[node["name"]] = override
+                hn.update(override)
                 self.check_host_network(hn, path + ("host_network",), nets, partial=True,
                                         skip_bridges=set() if "bridges" in written else base_bad_bridges)
             if is_talos and not node["install_disk"]:
@@ -495,18 +503,7 @@ class _Builder(object):
         if bgp and bgp["network"] and bgp["network"] not in (node["addresses"] or {}):
             self.err(path + ("addresses",), "has no address on the BGP network %s" % bgp["network"])
         network = self.node_network(node, path, hn, nets, addrs, cidrs, mgmt)
-        return {
-            "name": node["name"],
-            "role": node["role"],
-            "rack": node["rack"],
-            "install_disk": node["install_disk"],
-            "labels": node["labels"] or {},
-            "macs": node["macs"] or {},
-            "addresses": addrs,
-            "address_cidrs": cidrs,
-            "management_address": addrs.get(mgmt["name"]) if mgmt else None,
-            "network": network,
-        }
+        return _node_record(node, addrs, cidrs, mgmt["name"] if mgmt else None, network)
 
     def node_network(self, node, path, hn, nets, addrs, cidrs, mgmt):
         """Resolve one node's links: uplink (bond or NIC), VLANs, bridges, routes."""
@@ -815,19 +812,14 @@ class _Builder(object):
             "components": spec["components"],
         })
         node_vars = {}
+        node_specs = {}
         for n in nodes.values():
-            n = dict(n)
-            if bgp_out:
-                n["bgp"] = {
-                    "asn": bgp_out["node_asn"], "address": n["addresses"][bgp["network"]],
-                    "network": bgp["network"], "hold_time": bgp["hold_time"],
-                    "keepalive_time": bgp["keepalive_time"], "bfd": bgp["bfd"],
-                    "peers": [{"name": r["name"], "address": r["address"], "asn": r["asn"],
-                               "platform": r["platform"]} for r in router_list],
-                }
-            else:
-                n["bgp"] = None
+            n = dict(n, bgp=_node_bgp(bgp_out, router_list, n["addresses"]))
             node_vars[n["name"]] = n
+            own = {k: n[k] for k in _NODE_OWN}
+            if n["name"] in self.host_network_overrides:
+                own["host_network"] = self.host_network_overrides[n["name"]]
+            node_specs[n["name"]] = own
         router_vars = {}
         for r in router_list:
             peers = [{"name": n["name"], "address": n["addresses"][bgp["network"]], "asn": bgp_out["node_asn"],
@@ -852,7 +844,70 @@ class _Builder(object):
                 groups.setdefault("rack_" + n["rack"].replace("-", "_"), []).append(n["name"])
         for r in router_vars.values():
             groups.setdefault(r["platform"], []).append(r["name"])
-        return Model(out_cluster, node_vars, router_vars, groups, self.warnings)
+        return Model(out_cluster, node_vars, router_vars, groups, self.warnings, node_specs)
+
+
+# What a node has of its own (rackboot_node_spec); the rest of rackboot_node
+# follows from rackboot_cluster (resolve_node).
+_NODE_OWN = ("name", "role", "rack", "install_disk", "labels", "macs", "addresses")
+
+
+def _node_record(node, addrs, cidrs, mgmt_name, network):
+    return {
+        "name": node["name"],
+        "role": node["role"],
+        "rack": node["rack"],
+        "install_disk": node["install_disk"],
+        "labels": node["labels"] or {},
+        "macs": node["macs"] or {},
+        "addresses": addrs,
+        "address_cidrs": cidrs,
+        "management_address": addrs.get(mgmt_name) if mgmt_name else None,
+        "network": network,
+    }
+
+
+def _node_bgp(bgp, routers, addrs):
+    """A node's BGP session settings from the cluster's (``load_balancer.bgp`` as published)."""
+    if not bgp:
+        return None
+    return {
+        "asn": bgp["node_asn"], "address": addrs[bgp["network"]], "network": bgp["network"],
+        "hold_time": bgp["hold_time"], "keepalive_time": bgp["keepalive_time"], "bfd": bgp["bfd"],
+        "peers": [{"name": r["name"], "address": r["address"], "asn": r["asn"], "platform": r["platform"]}
+                  for r in routers],
+    }
+
+
+def node_context(cluster):
+    """What ``resolve_node`` needs of ``rackboot_cluster``, read once (networks, host network, BGP, routers)."""
+    bgp = cluster["load_balancer"]["bgp"]
+    return {
+        "nets": {n["name"]: dict(n) for n in cluster["networks"]},
+        "mgmt": cluster["management_network"],
+        "host_network": dict(cluster["host_network"]),
+        "bgp": dict(bgp) if bgp else None,
+        "routers": [dict(r) for r in cluster["routers"]],
+    }
+
+
+def resolve_node(spec, cluster=None, context=None):
+    """``rackboot_node`` of one node from its ``rackboot_node_spec`` and ``rackboot_cluster``.
+
+    The same computation as ``build`` (the link model is ``_Builder.node_network``),
+    on data that is already valid: this runs when a play reads ``rackboot_node``.
+    ``context`` (``node_context(cluster)``) spares reading the cluster again per node.
+    """
+    ctx = context or node_context(cluster)
+    nets, mgmt = ctx["nets"], ctx["mgmt"]
+    hn = dict(ctx["host_network"])
+    hn.update(spec.get("host_network") or {})
+    addrs = dict(spec["addresses"])
+    cidrs = {k: "%s/%d" % (v, nets[k]["prefixlen"]) for k, v in addrs.items()}
+    network = _Builder().node_network(spec, (), hn, nets, addrs, cidrs, {"name": mgmt})
+    out = _node_record(spec, addrs, cidrs, mgmt, network)
+    out["bgp"] = _node_bgp(ctx["bgp"], ctx["routers"], addrs)
+    return out
 
 
 def _link(name, kind, mtu, network=None, parent=None, vlan_id=None, members=None, ports=None, bond=None,
