@@ -103,7 +103,6 @@ nodes:
 # ansible-inventory -i inventories/dc1 --graph
 """
 
-import gc
 import os
 import re
 import time
@@ -114,6 +113,7 @@ from ansible.template import trust_as_template
 from ansible.utils.display import Display
 
 from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import SpecError, read_spec
+from ansible_collections.rackboot.metal.plugins.plugin_utils.spec_loader import no_collection
 
 display = Display()
 
@@ -163,13 +163,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
 
     def parse(self, inventory, loader, path, cache=True):
         super(InventoryModule, self).parse(inventory, loader, path, cache)
-        # The model is tens of thousands of small dicts and nothing in it is
-        # cyclic: the collector's full passes over Ansible's own objects would
-        # cost a third of the plugin's time at 5,000 nodes.
-        collecting = gc.isenabled()
-        gc.disable()
         try:
-            self._parse(path)
+            # Publishing copies the model into Ansible's variables: no cycles either.
+            with no_collection():
+                self._parse(path)
         except SpecError as e:
             raise _refuse(e.render())
         except AnsibleParserError:
@@ -177,9 +174,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         except Exception as e:  # noqa: BLE001 - a bug must still name the file
             raise _refuse("%s: cannot be turned into an inventory (%s: %s; please report it)"
                           % (path, type(e).__name__, e))
-        finally:
-            if collecting:
-                gc.enable()
 
     def _parse(self, path):
         t0 = time.perf_counter()
@@ -227,10 +221,19 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         resolved = trust_as_template(_RESOLVE_NODE)
         compose, groups, keyed = (self.get_option(o) for o in ("compose", "groups", "keyed_groups"))
         strict = self.get_option("strict")
+        # Every router peers with every node: the list is held once, by group
+        # routers, and each rackboot_router.peers refers to it.
+        peer_lists = [r["peers"] for r in model.routers.values()]
+        shared = bool(peer_lists) and all(p == peer_lists[0] for p in peer_lists)
+        if shared:
+            inv.set_variable("routers", "rackboot_router_peers", peer_lists[0])
+            peers_ref = trust_as_template("{{ rackboot_router_peers }}")
         for name in list(model.nodes) + list(model.routers):
             inv.add_host(name)
             hostvars = model.hostvars(name)
             for key, value in hostvars.items():
+                if key == "rackboot_router" and shared:
+                    value = dict(value, peers=peers_ref)
                 inv.set_variable(name, key, value)
             if name in model.nodes:
                 inv.set_variable(name, "rackboot_node", resolved)

@@ -956,6 +956,11 @@ def read_spec(path):
         raise SpecError([((), "cannot be read: %s" % (e.strerror or e))], path)
     except UnicodeDecodeError as e:
         raise SpecError([((), "is not UTF-8 text (byte %d)" % e.start)], path)
+    with spec_loader.no_collection():
+        return _read_text(path, text)
+
+
+def _read_text(path, text):
     try:
         data, problems, lines = spec_loader.read(text)
         if problems:  # read again for line numbers
