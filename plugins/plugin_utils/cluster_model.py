@@ -53,9 +53,14 @@ class SpecError(Exception):
         super(SpecError, self).__init__(self.render())
 
     def items(self):
-        """The problems as data: ``[{file, line, path, message}]`` (line may be None)."""
+        """The problems as data: ``[{file, line, path, item, message}]`` (line may be None).
+
+        ``item`` is the part of the spec the problem belongs to, for grouping:
+        the list entry (``nodes[3] (w1)``) or the top-level key (``cluster``).
+        """
         return [{"file": self.source, "line": self.lines.get(path), "path": format_path(path, self.data),
-                 "message": reason} for path, reason in self.problems]
+                 "item": format_path(_item_path(path), self.data), "message": reason}
+                for path, reason in self.problems]
 
     def messages(self):
         """One line per problem: 'FILE:LINE: PATH: REASON'."""
@@ -69,6 +74,11 @@ class SpecError(Exception):
         msgs = self.messages()
         head = "%d problem%s in cluster spec %s" % (len(msgs), "" if len(msgs) == 1 else "s", self.source)
         return head + ":\n" + "\n".join("  - " + m for m in msgs)
+
+
+def _item_path(path):
+    """('nodes', 3, 'addresses', 'mgmt') -> ('nodes', 3); ('cluster', 'api_vip') -> ('cluster',)."""
+    return tuple(path[:2]) if len(path) > 1 and isinstance(path[1], int) else tuple(path[:1])
 
 
 class Model(object):

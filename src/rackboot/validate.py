@@ -2,15 +2,13 @@
 
 The one adapter between the CLI and the spec model: everything the model
 reports (``SpecError.problems``, YAML errors of ``load_spec``) becomes
-``{file, line, path, message, item}`` here, so a change in how the model
+``{file, line, path, item, message}`` here (``item``, what the
+CLI groups by, comes with each problem), so a change in how the model
 reports problems is absorbed in this file.
 """
-import re
 from pathlib import Path
 
 from rackboot.collection import import_collection
-
-_YAML_ERROR = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<message>.*)$", re.S)
 
 
 def spec_files(inventory):
@@ -23,14 +21,6 @@ def spec_files(inventory):
         p for p in path.glob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
     plugin = InventoryModule.__new__(InventoryModule)
     return [p for p in candidates if plugin.verify_file(str(p))]
-
-
-def _item(path):
-    """The item a problem belongs to: 'nodes[3] (w1)' of 'nodes[3] (w1).addresses.mgmt'."""
-    if not path:
-        return "(spec)"
-    m = re.match(r"[^.\[]+(\[\d+\]( \([^)]*\))?)?", path)
-    return m.group(0) if m else path
 
 
 def problems(inventory):
@@ -56,5 +46,5 @@ def problems(inventory):
             if key in seen:
                 continue
             seen.add(key)
-            out.append(dict(p, file=str(spec), item=_item(p["path"])))
+            out.append(dict(p, file=str(spec)))
     return out

@@ -15,6 +15,7 @@ import yaml
 from click.testing import CliRunner
 
 from conftest import REPO, ansible_env
+from rackboot import validate
 from rackboot.cli import cli
 
 VALIDATE_SCHEMA = json.loads((REPO / "src/rackboot/schemas/validate.schema.json").read_text())
@@ -63,6 +64,22 @@ def test_validate_groups_problems_by_item(tmp_path):
     out = res.output
     assert "routers[0] (rtr-frr)" in out and "networks[1] (peering)" in out
     assert out.count("networks[1] (peering).vlan") == 1
+
+
+def test_problems_carry_the_item_they_belong_to(tmp_path):
+    # The item comes with the problem, not from parsing its printed path: an
+    # unknown top-level key with a dot in it is one item, not "rack".
+    text = (REPO / "inventories/lab/cluster.yml").read_text()
+    assert "\nrouters:\n" in text
+    inv = tmp_path / "odd"
+    inv.mkdir()
+    (inv / "cluster.yml").write_text(text.replace("vlan: 100\n", "vlan: 5000\n") + "rack.s: 1\n")
+    found = {p["path"]: p for p in validate.problems(inv)}
+    assert found["networks[1] (peering).vlan"]["item"] == "networks[1] (peering)"
+    (odd,) = [p for p in found.values() if "unknown key" in p["message"]]
+    assert odd["item"] == odd["path"] == "rack.s"
+    res = _invoke("validate", inv)
+    assert res.exit_code == 3 and "\n  rack.s\n" in res.output
 
 
 def test_validate_reports_yaml_errors_and_missing_specs(tmp_path):
