@@ -3,7 +3,9 @@ import ipaddress
 
 from conftest import REPO, load_yaml
 
-from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
+import json
+
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build, read_spec, resolve_node
 
 
 def links_by_name(node):
@@ -169,5 +171,21 @@ def test_pools_split_by_mode(example_spec):
 def test_hostvars_of_a_node(lab_spec):
     model = build(lab_spec)
     hv = model.hostvars("node2")
+    assert set(hv) == {"ansible_host", "rackboot_node_spec"}
     assert hv["ansible_host"] == "10.77.0.12"
-    assert hv["rackboot_node"]["address_cidrs"]["storage"] == "10.77.200.12/24"
+    assert hv["rackboot_node_spec"]["addresses"]["storage"] == "10.77.200.12"
+    node = resolve_node(hv["rackboot_node_spec"], model.cluster)
+    assert node["address_cidrs"]["storage"] == "10.77.200.12/24"
+
+
+def test_a_node_resolves_from_its_own_part_and_the_cluster():
+    # What a play gets for rackboot_node (its spec part and rackboot_cluster,
+    # both through JSON as AWX stores them) is what the model computed; nodes
+    # with their own host_network (node1 of the lab, w2 of the example) too.
+    for name in ("example", "lab"):
+        model = read_spec(str(REPO / "inventories" / name / "cluster.yml"))
+        cluster = json.loads(json.dumps(model.cluster))
+        assert any("host_network" in s for s in model.node_specs.values())
+        for node, spec in model.node_specs.items():
+            assert set(spec) <= {"name", "role", "rack", "install_disk", "labels", "macs", "addresses", "host_network"}
+            assert resolve_node(json.loads(json.dumps(spec)), cluster) == model.nodes[node], node

@@ -10,7 +10,8 @@ import re
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import Model, SpecError, build, read_spec
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import (
+    Model, SpecError, build, read_spec, resolve_node)
 from conftest import REPO, load_yaml
 
 SPECS = [load_yaml(REPO / "inventories/lab/cluster.yml"), load_yaml(REPO / "inventories/example/cluster.yml")]
@@ -95,6 +96,8 @@ def test_mutated_specs_are_accepted_or_refused_clearly(spec):
         assert isinstance(model, Model)
         for name in list(model.nodes) + list(model.routers):
             assert model.hostvars(name)["ansible_host"]
+        for name, own in model.node_specs.items():   # what plays resolve is what the model computed
+            assert resolve_node(own, model.cluster) == model.nodes[name]
 
 
 @settings(max_examples=200, deadline=None)

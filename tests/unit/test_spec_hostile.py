@@ -186,7 +186,7 @@ def test_validate_file_returns_structured_problems(tmp_path):
     model, problems = validate_file(str(path))
     assert model is None
     assert problems == [{"file": str(path), "line": 18, "path": "networks[1] (peering).vlan",
-                         "message": problems[0]["message"]}]
+                         "item": "networks[1] (peering)", "message": problems[0]["message"]}]
     assert "not a plain decimal" in problems[0]["message"]
     path.write_text(LAB)
     model, problems = validate_file(str(path))
