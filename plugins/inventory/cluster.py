@@ -235,14 +235,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 if key == "rackboot_router" and shared:
                     value = dict(value, peers=peers_ref)
                 inv.set_variable(name, key, value)
-            if name in model.nodes:
-                inv.set_variable(name, "rackboot_node", resolved)
             if compose or groups or keyed:
-                # Expressions see rackboot_node resolved, as plays do.
+                # Expressions see rackboot_node resolved, as plays do (the
+                # template is set after them: they also read the host's vars).
                 seen = dict(hostvars, rackboot_node=model.nodes[name]) if name in model.nodes else hostvars
                 self._set_composite_vars(compose, seen, name, strict=strict)
                 self._add_host_to_composed_groups(groups, seen, name, strict=strict)
                 self._add_host_to_keyed_groups(keyed, seen, name, strict=strict)
+            if name in model.nodes:
+                inv.set_variable(name, "rackboot_node", resolved)
         for group, hosts in model.groups.items():
             for host in hosts:
                 inv.add_child(group, host)

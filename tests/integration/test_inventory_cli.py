@@ -2,6 +2,7 @@
 import json
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -47,14 +48,49 @@ def test_list_carries_the_computed_model(name):
     for node in spec["nodes"]:
         hv = hostvars[node["name"]]
         assert hv["ansible_host"] == node["addresses"][mgmt]
-        assert hv["rackboot_node"]["role"] == node["role"]
-        assert hv["rackboot_node"]["network"]["links"]
+        # a node holds its own part; rackboot_node resolves from it (test below)
+        assert hv["rackboot_node_spec"]["role"] == node["role"]
+        assert hv["rackboot_node_spec"]["addresses"] == node["addresses"]
+        assert "rackboot.metal.cluster_node" in hv["rackboot_node"]
+    peers = data["routers"]["vars"]["rackboot_router_peers"]
+    assert sorted(p["name"] for p in peers) == sorted(n["name"] for n in spec["nodes"])
     for router in spec["routers"]:
-        peers = hostvars[router["name"]]["rackboot_router"]["peers"]
-        assert sorted(p["name"] for p in peers) == sorted(n["name"] for n in spec["nodes"])
+        assert hostvars[router["name"]]["rackboot_router"]["peers"] == "{{ rackboot_router_peers }}"
     # the vaulted BGP password stays encrypted in the listing
     assert "__ansible_vault" in json.dumps(data["all"]["vars"]["rackboot_bgp_password"])
     assert sorted(data["controlplane"]["hosts"]) == sorted(n["name"] for n in spec["nodes"] if n["role"] == "controlplane")
+
+
+@pytest.mark.parametrize("name", ["example", "lab"])
+def test_plays_resolve_the_exported_inventory_as_the_model_computed_it(tmp_path, name):
+    # AWX imports `--list --export` and hands jobs the stored data as a script
+    # inventory: a play there reads every node's rackboot_node and every
+    # router's rackboot_router as the model computed them.
+    from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import read_spec
+
+    res = inventory("-i", "inventories/%s" % name, "--list", "--export")
+    assert res.returncode == 0, res.stderr
+    export = tmp_path / "export.json"
+    export.write_text(res.stdout)
+    script = tmp_path / "awx_inventory.py"
+    script.write_text("#!%s\nimport sys\nprint(open(%r).read() if '--list' in sys.argv else '{}')\n"
+                      % (sys.executable, str(export)))
+    script.chmod(0o755)
+    out = tmp_path / "resolved.json"
+    play = tmp_path / "play.yml"
+    play.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - ansible.builtin.copy:\n"
+        "        dest: %s\n        mode: '0600'\n        content: >-\n"
+        "          {{ {'nodes': groups['k8s_nodes'] | map('extract', hostvars, 'rackboot_node') | list,\n"
+        "              'routers': groups['routers'] | map('extract', hostvars, 'rackboot_router') | list,\n"
+        "              'cluster': rackboot_cluster} | to_json }}\n" % out)
+    run = subprocess.run(["ansible-playbook", "-i", str(script), str(play)], cwd=REPO, env=ansible_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    model = json.loads(json.dumps({"nodes": list(m.nodes.values()), "routers": list(m.routers.values()),
+                                   "cluster": m.cluster}) if (m := read_spec(str(
+                                       REPO / "inventories" / name / "cluster.yml"))) else "{}")
+    assert json.loads(out.read_text()) == model
 
 
 def test_the_vault_password_decrypts(tmp_path):

@@ -10,7 +10,7 @@ import yaml
 
 from conftest import REPO, ansible_env
 
-MODULES = ["bgp_router", "kubeadm", "network_stack"]
+MODULES = ["bgp_router", "cluster", "kubeadm", "network_stack"]
 
 
 def _filters():
