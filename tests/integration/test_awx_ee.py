@@ -84,10 +84,14 @@ def test_inventory_update_exports_what_the_roles_need(updates, name):
     routers = {r["name"] for r in spec["routers"]}
     assert cluster["node_count"] == len(nodes) and {r["name"] for r in cluster["routers"]} == routers
     assert set(data["k8s_nodes"]["hosts"]) == nodes and set(data["routers"]["hosts"]) == routers
+    # Each node holds its own part; rackboot_node resolves from it in the job
+    # (test_render_job_in_the_ee, tests/integration/test_inventory_cli.py).
     for host in nodes:
-        assert hostvars[host]["rackboot_node"]["name"] == host and hostvars[host]["ansible_host"]
+        assert hostvars[host]["rackboot_node_spec"]["name"] == host and hostvars[host]["ansible_host"]
+        assert "rackboot.metal.cluster_node" in hostvars[host]["rackboot_node"]
     for host in routers:
         assert hostvars[host]["rackboot_router"]["name"] == host
+    assert {p["name"] for p in data["routers"]["vars"]["rackboot_router_peers"]} == nodes
     # Paths resolve inside the job's project copy, where every job of AWX runs.
     assert data["all"]["vars"]["rackboot_inventory_dir"] == f"/runner/project/{Path(INVENTORIES[name]).parent}"
 

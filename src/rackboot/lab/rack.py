@@ -99,13 +99,18 @@ def load_spec(inventory: Path, vault_args: list[str]) -> Spec:
     data = plain(json.loads(proc.stdout))
     hv = data["_meta"]["hostvars"]
     groups = {g: v.get("hosts", []) for g, v in data.items() if g != "_meta"}
-    nodes = {h: hv[h]["rackboot_node"] for h in groups.get("kubeadm", [])}
-    routers = {h: hv[h]["rackboot_router"] for h in groups.get("routers", [])}
-    if not nodes:
+    if not groups.get("kubeadm"):
         raise LabError(f"{inventory}: the lab needs kubeadm nodes (cluster.distribution: kubeadm)")
-    any_host = next(iter(nodes))
-    return Spec(inventory, hv[any_host]["rackboot_cluster"]["name"], nodes, routers, groups,
-                hv[any_host]["rackboot_cluster"])
+    cluster = hv[groups["kubeadm"][0]]["rackboot_cluster"]
+    # The listing holds each node's own part and the routers' peers once
+    # (docs/cluster-spec.md, "Inventory variables"): resolve them as plays do.
+    from rackboot.collection import import_collection
+    import_collection()
+    from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import resolve_node
+    nodes = {h: resolve_node(hv[h]["rackboot_node_spec"], cluster) for h in groups["kubeadm"]}
+    routers = {h: dict(hv[h]["rackboot_router"], peers=hv[h]["rackboot_router_peers"])
+               for h in groups.get("routers", [])}
+    return Spec(inventory, cluster["name"], nodes, routers, groups, cluster)
 
 
 # --------------------------------------------------------------------------
