@@ -29,9 +29,12 @@ description:
     rack C(rack_<name>) (dashes become underscores), the distribution
     (C(talos) or C(kubeadm)), and one per router platform (C(frr), C(bird))."
   - "Variables: C(rackboot_cluster) (group C(all): the normalized cluster with
-    defaults and computed values), C(rackboot_node) on nodes (role, addresses,
-    resolved host network, BGP peers), C(rackboot_router) on routers (peer list,
-    accepted prefixes, timers, BFD), C(ansible_host) (the management address),
+    defaults and computed values), C(rackboot_node_spec) on nodes (the node's own
+    part of the spec), C(rackboot_node) on nodes (role, addresses, resolved host
+    network, BGP peers; a template that resolves it from C(rackboot_node_spec) and
+    C(rackboot_cluster) when read, so that no host copies the cluster),
+    C(rackboot_router) on routers (peer list, accepted prefixes, timers, BFD; the
+    peer list is C(rackboot_router_peers) of group C(routers)), C(ansible_host) (the management address),
     C(rackboot_inventory_dir) (the spec's folder), C(rackboot_inventory_file), and overridable defaults
     C(rackboot_artifacts_dir) (C(<spec folder>/artifacts/<cluster name>)),
     C(rackboot_secrets_dir) (C(<spec folder>/secrets)) and
@@ -104,7 +107,6 @@ nodes:
 """
 
 import os
-import re
 import time
 
 from ansible.errors import AnsibleError, AnsibleParserError
@@ -113,18 +115,10 @@ from ansible.template import trust_as_template
 from ansible.utils.display import Display
 
 from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import SpecError, read_spec
-from ansible_collections.rackboot.metal.plugins.plugin_utils.spec_loader import no_collection
+from ansible_collections.rackboot.metal.plugins.plugin_utils.spec_loader import claims, no_collection
 
 display = Display()
 
-# Files this plugin claims, so that a broken spec gets the plugin's own message
-# (never another plugin's unrelated complaint): a top-level `plugin:` naming
-# rackboot, even misspelled; a file without `plugin:` that has the spec's
-# top-level `cluster:` and `nodes:`; an empty file.
-_PLUGIN_LINE = re.compile(r"^plugin:\s*['\"]?[^\n]*rackboot", re.M | re.I)
-_ANY_PLUGIN = re.compile(r"^plugin\s*:", re.M)
-_SPEC_KEYS = (re.compile(r"^cluster\s*:", re.M), re.compile(r"^nodes\s*:", re.M))
-_BLANK = re.compile(r"\A(?:\s*(?:#[^\n]*)?\n?)*\Z")
 _RESOLVE_NODE = "{{ rackboot_node_spec | rackboot.metal.cluster_node(rackboot_cluster) }}"
 _CONSTRUCTED = ("compose", "groups", "keyed_groups", "strict", "leading_separator", "use_extra_vars")
 
@@ -150,16 +144,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
     NAME = "rackboot.metal.cluster"
 
     def verify_file(self, path):
-        if not path.endswith((".yml", ".yaml")) or not super(InventoryModule, self).verify_file(path):
-            return False
-        try:
-            with open(path, "rb") as f:
-                head = f.read(1 << 20).decode("utf-8", "replace")
-        except OSError:
-            return False
-        if _PLUGIN_LINE.search(head) or _BLANK.match(head):
-            return True
-        return not _ANY_PLUGIN.search(head) and all(k.search(head) for k in _SPEC_KEYS)
+        return super(InventoryModule, self).verify_file(path) and claims(path)
 
     def parse(self, inventory, loader, path, cache=True):
         super(InventoryModule, self).parse(inventory, loader, path, cache)

@@ -32,7 +32,7 @@ import re
 import yaml
 from yaml import events as ev
 
-__all__ = ["BadNumber", "Refused", "LoadProblem", "no_collection", "read", "MAX_BYTES", "MAX_DEPTH", "MAX_VALUES", "MAX_SCALAR"]
+__all__ = ["BadNumber", "Refused", "LoadProblem", "claims", "no_collection", "read", "MAX_BYTES", "MAX_DEPTH", "MAX_VALUES", "MAX_SCALAR"]
 
 MAX_BYTES = 8 * 1024 * 1024      # a 5,000-node spec is about 0.8 MB
 MAX_DEPTH = 64                   # the spec itself nests 7 deep; Helm values rarely 15
@@ -287,6 +287,30 @@ class _Reader(object):
         if self.track and frame is None:
             self.lines.setdefault(self.path(stack, key), line)
         top.obj[key] = value
+
+
+# Files the inventory plugin claims, so that a broken spec gets the plugin's
+# own message (never another plugin's unrelated complaint): a top-level
+# `plugin:` naming rackboot, even misspelled; a file without `plugin:` that has
+# the spec's top-level `cluster:` and `nodes:`; an empty file.
+_PLUGIN_LINE = re.compile(r"^plugin:\s*['\"]?[^\n]*rackboot", re.M | re.I)
+_ANY_PLUGIN = re.compile(r"^plugin\s*:", re.M)
+_SPEC_KEYS = (re.compile(r"^cluster\s*:", re.M), re.compile(r"^nodes\s*:", re.M))
+_BLANK = re.compile(r"\A(?:\s*(?:#[^\n]*)?\n?)*\Z")
+
+
+def claims(path):
+    """Whether ``path`` is a cluster spec (or meant to be one) by its name and first MiB."""
+    if not str(path).endswith((".yml", ".yaml")):
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 20).decode("utf-8", "replace")
+    except OSError:
+        return False
+    if _PLUGIN_LINE.search(head) or _BLANK.match(head):
+        return True
+    return not _ANY_PLUGIN.search(head) and all(k.search(head) for k in _SPEC_KEYS)
 
 
 @contextlib.contextmanager
