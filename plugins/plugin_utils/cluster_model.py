@@ -536,7 +536,7 @@ class _Builder(object):
         # native first, then VLANs in ID order: parents before children.
         attached.sort(key=lambda n: -1 if n["vlan"] is None else n["vlan"])
         links = []
-        macs = node["macs"] or {}
+        macs = node.get("macs") or {}
         vlan_links = []
         by_net = {}
         for net in attached:
@@ -826,7 +826,7 @@ class _Builder(object):
         for n in nodes.values():
             n = dict(n, bgp=_node_bgp(bgp_out, router_list, n["addresses"]))
             node_vars[n["name"]] = n
-            own = {k: n[k] for k in _NODE_OWN}
+            own = {k: n[k] for k in _NODE_OWN if n[k] != {}}   # empty labels/macs: 10,000 values at 5,000 nodes
             if n["name"] in self.host_network_overrides:
                 own["host_network"] = self.host_network_overrides[n["name"]]
             node_specs[n["name"]] = own
@@ -868,8 +868,8 @@ def _node_record(node, addrs, cidrs, mgmt_name, network):
         "role": node["role"],
         "rack": node["rack"],
         "install_disk": node["install_disk"],
-        "labels": node["labels"] or {},
-        "macs": node["macs"] or {},
+        "labels": node.get("labels") or {},
+        "macs": node.get("macs") or {},
         "addresses": addrs,
         "address_cidrs": cidrs,
         "management_address": addrs.get(mgmt_name) if mgmt_name else None,
