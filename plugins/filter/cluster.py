@@ -33,8 +33,8 @@ def _context(cluster):
     new parts and gets its own entry; anything else is read afresh.
     """
     parts = tuple(_stored(cluster, k) for k in _PARTS)
-    if any(p is None for p in parts[2:3] + parts[:1]):
-        return cluster_model.node_context(cluster)
+    if any(p is None for p in parts):
+        return cluster_model.node_context(cluster)   # not a rackboot_cluster: let it fail there
     key = tuple(id(p) for p in parts)
     hit = _CONTEXTS.get(key)
     if hit is not None and all(a is b for a, b in zip(hit[0], parts)):
