@@ -189,3 +189,18 @@ def test_a_node_resolves_from_its_own_part_and_the_cluster():
         for node, spec in model.node_specs.items():
             assert set(spec) <= {"name", "role", "rack", "install_disk", "labels", "macs", "addresses", "host_network"}
             assert resolve_node(json.loads(json.dumps(spec)), cluster) == model.nodes[node], node
+
+
+def test_the_cluster_node_filter_keeps_clusters_apart_and_refuses_other_input():
+    import pytest
+    from ansible.errors import AnsibleFilterError
+    from ansible_collections.rackboot.metal.plugins.filter.cluster import FilterModule
+
+    node = FilterModule().filters()["cluster_node"]
+    models = [read_spec(str(REPO / "inventories" / name / "cluster.yml")) for name in ("example", "lab")]
+    for _ in range(2):   # the second round reads each cluster's part from the cache
+        for model in models:
+            for name, own in model.node_specs.items():
+                assert node(own, model.cluster) == model.nodes[name]
+    with pytest.raises(AnsibleFilterError, match="rackboot_node_spec of a node and the rackboot_cluster"):
+        node({"name": "x"}, {"name": "not a cluster"})
