@@ -107,6 +107,15 @@ class RunState(object):
         self.ended = None
         self.failures = []     # (host, task, message, unreachable)
         self.stats = None
+        self.diffs = {}        # file -> [(before, after)]: the diffs modules returned, by their header
+
+    def _keep_diffs(self, res):
+        items = [res] + [r for r in res.get("results") or () if isinstance(r, dict)]
+        for item in items:
+            diff = item.get("diff")
+            for d in diff if isinstance(diff, list) else [diff]:
+                if isinstance(d, dict) and d.get("after_header") and isinstance(d.get("after"), str):
+                    self.diffs.setdefault(d["after_header"], []).append((d.get("before") or "", d["after"]))
 
     def host(self, name):
         h = self.hosts.get(name)
@@ -144,6 +153,7 @@ class RunState(object):
                 return None
             if result == "ok" and isinstance(res, dict) and res.get("changed"):
                 h.changed += 1
+                self._keep_diffs(res)
                 return ("changed", h.name, task, "")
             setattr(h, result, getattr(h, result) + 1)
             if result in ("failed", "unreachable"):
