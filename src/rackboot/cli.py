@@ -246,8 +246,10 @@ def _print_diff(console, a, b, name_a, name_b):
 
 
 def _diff(old_dir, new_dir, console, module_diffs):
-    """Print what differs between two renders; a file with keys shows only
-    the diff its module returned (which leaves the key material out)."""
+    """Print what differs between two renders. A 0600 file (keys, credentials)
+    shows only the diff its module returned: render runs without --diff, so
+    only modules that always return one do (rackboot's own, which leave keys
+    and passwords out)."""
     old, new = _read_tree(old_dir), _read_tree(new_dir)
     changed = 0
     for rel in sorted(set(old) | set(new)):
@@ -257,9 +259,10 @@ def _diff(old_dir, new_dir, console, module_diffs):
             continue
         changed += 1
         if (rel in old and _is_secret(old[rel])) or (rel in new and _is_secret(new[rel])):
-            console.print("~ %s (secret: key material not shown)" % rel, style="yellow")
-            for before, after in module_diffs.get(str(new_dir / rel), ()):
-                _print_diff(console, before, after, "a/" + rel, "b/" + rel)
+            console.print("~ %s (0600: contents not shown)" % rel, style="yellow")
+            for _host, _task, header, before, after in module_diffs:
+                if header == str(new_dir / rel) and before is not None:
+                    _print_diff(console, before, after, "a/" + rel, "b/" + rel)
             continue
         _print_diff(console, a.decode(errors="replace"), b.decode(errors="replace"),
                     "a/" + rel if rel in old else "/dev/null", "b/" + rel if rel in new else "/dev/null")
@@ -308,6 +311,23 @@ def render(inventory, show_diff, artifacts, extra_vars, vault_password_file, ask
     sys.exit(code)
 
 
+def _print_changes(console, states):
+    """What a check run would change: each changed result's diff, by host and task."""
+    rows = [(s.stage,) + d for s in states for d in s.diffs]
+    if not rows:
+        return
+    console.print(Text("Changes", style="bold"))
+    for stage, host, task, header, before, after in rows:
+        console.print(Text.assemble("~ ", (host, "bold"), ": ", task, (" (%s)" % header) if header else ""),
+                      style="yellow")
+        if before is None:
+            for line in after.splitlines():
+                style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
+                console.print(Text(line, style=style), soft_wrap=True)
+        else:
+            _print_diff(console, before, after, "before", "after")
+
+
 def _run_stages(inventory, stages, check, limit, vault_password_file, ask_vault_password):
     _preflight(inventory)
     console = _console()
@@ -320,6 +340,8 @@ def _run_stages(inventory, stages, check, limit, vault_password_file, ask_vault_
             codes.append(code)
             if code not in (OK, CHANGES):
                 break
+    if check:
+        _print_changes(console, states)
     print_summary(console, states)
     sys.exit(_worst(codes))
 

@@ -65,7 +65,7 @@ def test_render_diff_reports_only_real_changes(tmp_path):
     diff = out.split("== render: exit")[-1]
     assert "--- a/routers/tor1.conf" in diff and "+ neighbor K8S-NODES timers 3 12" in diff, diff
     assert "+  hold time 12;" in diff, diff
-    assert "~ talosconfig (secret: key material not shown)" in diff
+    assert "~ talosconfig (0600: contents not shown)" in diff
     assert "the client certificate expires within 30 days" in diff
     new_key = base64.b64decode(key).decode()
     assert key not in out and new_key.splitlines()[1] not in out
