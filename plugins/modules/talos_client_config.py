@@ -18,7 +18,7 @@ description:
     bundle's CA, carries the roles of O(roles) and is valid for more than
     O(renew_before_days); only the endpoints and nodes are updated. Otherwise
     a new certificate is issued and the result (C(renew_reason)) and the diff
-    say why: none yet, issued by another CA, expiring, other roles. The file is written with mode 0600 from
+    say why (none yet, issued by another CA, expiring, other roles). The file is written with mode 0600 from
     its first byte and no key material is returned or shown in diffs; the
     common file options (O(owner), O(group), O(mode), SELinux) are applied
     after, and the mode stays 0600 when O(mode) is not set.
