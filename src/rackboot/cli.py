@@ -239,10 +239,15 @@ def _is_secret(path):
     return path.stat().st_mode & 0o077 == 0
 
 
-def _print_diff(console, a, b, name_a, name_b):
-    for line in difflib.unified_diff(a.splitlines(True), b.splitlines(True), name_a, name_b):
+def _print_lines(console, lines):
+    """Diff lines, + green and - red."""
+    for line in lines:
         style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
         console.print(Text(line.rstrip("\n"), style=style), soft_wrap=True)
+
+
+def _print_diff(console, a, b, name_a, name_b):
+    _print_lines(console, difflib.unified_diff(a.splitlines(True), b.splitlines(True), name_a, name_b))
 
 
 def _diff(old_dir, new_dir, console, module_diffs):
@@ -313,17 +318,15 @@ def render(inventory, show_diff, artifacts, extra_vars, vault_password_file, ask
 
 def _print_changes(console, states):
     """What a check run would change: each changed result's diff, by host and task."""
-    rows = [(s.stage,) + d for s in states for d in s.diffs]
+    rows = [d for s in states for d in s.diffs]
     if not rows:
         return
     console.print(Text("Changes", style="bold"))
-    for stage, host, task, header, before, after in rows:
+    for host, task, header, before, after in rows:
         console.print(Text.assemble("~ ", (host, "bold"), ": ", task, (" (%s)" % header) if header else ""),
                       style="yellow")
         if before is None:
-            for line in after.splitlines():
-                style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
-                console.print(Text(line, style=style), soft_wrap=True)
+            _print_lines(console, after.splitlines())
         else:
             _print_diff(console, before, after, "before", "after")
 
