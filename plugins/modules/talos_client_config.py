@@ -15,8 +15,10 @@ description:
     certificate signed by it (Organization = the roles, e.g. C(os:admin)), as
     C(talosctl gen config) does, made with Python's cryptography.
   - An existing file is kept as long as its certificate is signed by the
-    bundle's CA and is valid for more than I(renew_before_days); only the
-    endpoints and nodes are updated. The file is written with mode 0600 from
+    bundle's CA, carries the roles of O(roles) and is valid for more than
+    O(renew_before_days); only the endpoints and nodes are updated. Otherwise
+    a new certificate is issued and the result (C(renew_reason)) and the diff
+    say why (none yet, issued by another CA, expiring, other roles). The file is written with mode 0600 from
     its first byte and no key material is returned or shown in diffs; the
     common file options (O(owner), O(group), O(mode), SELinux) are applied
     after, and the mode stays 0600 when O(mode) is not set.
@@ -82,6 +84,11 @@ certificate_renewed:
   description: Whether a new client certificate was issued.
   returned: success
   type: bool
+renew_reason:
+  description: Why a new client certificate was issued (or would be, in check mode).
+  returned: when certificate_renewed is true
+  type: str
+  sample: the client certificate expires within 30 days (2027-01-01T00:00:00+00:00)
 not_after:
   description: Expiry of the client certificate (ISO 8601).
   returned: success, unless check mode had to issue a certificate
@@ -100,40 +107,61 @@ from ansible_collections.rackboot.metal.plugins.module_utils import config_apply
 
 try:
     from cryptography import x509
+    from cryptography.x509.oid import NameOID
     from ansible_collections.rackboot.metal.plugins.module_utils import talos_secrets
     IMPORT_ERROR = None
 except ImportError as e:
     IMPORT_ERROR = e
 
 
-def current_certificate(old, context, bundle, renew_before):
-    """(crt, key, not_after) of the existing context when still usable, else None."""
+def certificate_status(old, context, bundle, renew_before, roles):
+    """((crt, key, not_after) or None, why): the existing context's client
+    certificate when still usable, else None and the reason to issue a new one."""
     try:
         ctx = old["contexts"][context]
-        if ctx["ca"] != bundle["certs"]["os"]["crt"]:
-            return None
-        ca = x509.load_pem_x509_certificate(base64.b64decode(bundle["certs"]["os"]["crt"]))
+    except (KeyError, TypeError):
+        return None, "no client certificate for context %s yet" % context
+    try:
+        if not ctx.get("crt") or not ctx.get("key"):
+            return None, "no client certificate for context %s yet" % context
         crt = x509.load_pem_x509_certificate(base64.b64decode(ctx["crt"]))
+    except (TypeError, ValueError, AttributeError):
+        return None, "the client certificate cannot be read"
+    ca = x509.load_pem_x509_certificate(base64.b64decode(bundle["certs"]["os"]["crt"]))
+    try:
+        if ctx.get("ca") != bundle["certs"]["os"]["crt"]:
+            raise ValueError("another CA")
         crt.verify_directly_issued_by(ca)
-        if not ctx.get("key"):
-            return None
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
-    except Exception:  # InvalidSignature and friends: not ours
-        return None
+    except Exception:  # InvalidSignature, wrong issuer, another key type: not ours
+        return None, "the client certificate was issued by another CA than the cluster's"
     now = datetime.datetime.now(datetime.timezone.utc)
     if crt.not_valid_after_utc - now < datetime.timedelta(days=renew_before):
-        return None
-    return ctx["crt"], ctx["key"], crt.not_valid_after_utc
+        return None, "the client certificate expires within %d days (%s)" % (
+            renew_before, crt.not_valid_after_utc.isoformat())
+    have = sorted(a.value for a in crt.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME))
+    if have != sorted(roles):
+        return None, "the client certificate has roles %s, not %s" % (", ".join(have), ", ".join(sorted(roles)))
+    return (ctx["crt"], ctx["key"], crt.not_valid_after_utc), None
 
 
-def public_view(cfg, context):
-    """The parts of a talosconfig safe to show in a diff."""
+def public_view(cfg, context, certificate=None):
+    """The parts of a talosconfig safe to show in a diff; ``certificate`` says
+    what happened to the client certificate (its key is never shown)."""
     if not isinstance(cfg, dict):
         return {}
     ctx = (cfg.get("contexts") or {}).get(context) or {}
+    if certificate is None and ctx.get("crt"):
+        try:
+            expiry = x509.load_pem_x509_certificate(base64.b64decode(ctx["crt"])).not_valid_after_utc
+            certificate = "valid until %s" % expiry.isoformat()
+        except (TypeError, ValueError):
+            certificate = "unreadable"
     return {"context": cfg.get("context"), "endpoints": ctx.get("endpoints"), "nodes": ctx.get("nodes"),
-            "client certificate": "<redacted>" if ctx.get("crt") else None}
+            "client certificate": certificate}
+
+
+def _show(view):
+    return yaml.safe_dump(view, sort_keys=False, width=1 << 20)
 
 
 def main():
@@ -171,7 +199,7 @@ def main():
             old = yaml.safe_load(old_text)
         except yaml.YAMLError:
             old = None
-    current = current_certificate(old, p["context"], bundle, p["renew_before_days"]) if old else None
+    current, why = certificate_status(old, p["context"], bundle, p["renew_before_days"], p["roles"])
     if current:
         crt, key, not_after = current
     elif module.check_mode:
@@ -180,15 +208,20 @@ def main():
         crt, key = talos_secrets.client_certificate(bundle, roles=tuple(p["roles"]))
         not_after = x509.load_pem_x509_certificate(base64.b64decode(crt)).not_valid_after_utc
     result["certificate_renewed"] = current is None
+    if why:
+        result["renew_reason"] = why
     if not_after is not None:
         result["not_after"] = not_after.isoformat()
+    after_crt = None
+    if why:
+        after_crt = "issued anew%s, because %s" % (", valid until %s" % not_after.isoformat() if not_after else "", why)
     new = talos_secrets.talosconfig(p["context"], p["endpoints"], p["nodes"], bundle, crt, key)
     text = yaml.safe_dump(new, sort_keys=False, default_flow_style=False, width=1 << 20)
     if not (current and text == old_text):
         result["changed"] = True
         result["diff"] = dict(before_header=p["path"], after_header=p["path"],
-                              before=yaml.safe_dump(public_view(old, p["context"]), sort_keys=False) if old else "",
-                              after=yaml.safe_dump(public_view(new, p["context"]), sort_keys=False))
+                              before=_show(public_view(old, p["context"])) if old else "",
+                              after=_show(public_view(new, p["context"], after_crt)))
         if not module.check_mode:
             talos_secrets.write_private(p["path"], text)
     result["changed"] = config_apply.file_attributes(module, p["path"], 0o600, result["changed"], result)

@@ -50,8 +50,9 @@ def helm_binary(explicit=None):
                 raise RenderError("%s=%s is not an executable helm" % (why, cand))
     found = shutil.which("helm")
     if not found:
-        raise RenderError("no helm found: run scripts/install-helm (installs the pinned helm into .venv/bin), "
-                          "or set rackboot_helm_binary / %s to your own helm" % ENV_HELM)
+        raise RenderError("no helm found: run scripts/install-helm (installs the pinned helm into the checkout's "
+                          ".venv/bin, or with VENV/bin/python into VENV/bin), or set rackboot_helm_binary / %s "
+                          "to your own helm" % ENV_HELM)
     return found
 
 

@@ -239,7 +239,22 @@ def _is_secret(path):
     return path.stat().st_mode & 0o077 == 0
 
 
-def _diff(old_dir, new_dir, console):
+def _print_lines(console, lines):
+    """Diff lines, + green and - red."""
+    for line in lines:
+        style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
+        console.print(Text(line.rstrip("\n"), style=style), soft_wrap=True)
+
+
+def _print_diff(console, a, b, name_a, name_b):
+    _print_lines(console, difflib.unified_diff(a.splitlines(True), b.splitlines(True), name_a, name_b))
+
+
+def _diff(old_dir, new_dir, console, module_diffs):
+    """Print what differs between two renders. A 0600 file (keys, credentials)
+    shows only the diff its module returned: render runs without --diff, so
+    only modules that always return one do (rackboot's own, which leave keys
+    and passwords out)."""
     old, new = _read_tree(old_dir), _read_tree(new_dir)
     changed = 0
     for rel in sorted(set(old) | set(new)):
@@ -249,14 +264,13 @@ def _diff(old_dir, new_dir, console):
             continue
         changed += 1
         if (rel in old and _is_secret(old[rel])) or (rel in new and _is_secret(new[rel])):
-            console.print("~ %s (secret: contents not shown)" % rel, style="yellow")
+            console.print("~ %s (0600: contents not shown)" % rel, style="yellow")
+            for _host, _task, header, before, after in module_diffs:
+                if header == str(new_dir / rel) and before is not None:
+                    _print_diff(console, before, after, "a/" + rel, "b/" + rel)
             continue
-        lines = difflib.unified_diff(a.decode(errors="replace").splitlines(True),
-                                     b.decode(errors="replace").splitlines(True),
-                                     "a/" + rel if rel in old else "/dev/null", "b/" + rel if rel in new else "/dev/null")
-        for line in lines:
-            style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
-            console.print(Text(line.rstrip("\n"), style=style), soft_wrap=True)
+        _print_diff(console, a.decode(errors="replace"), b.decode(errors="replace"),
+                    "a/" + rel if rel in old else "/dev/null", "b/" + rel if rel in new else "/dev/null")
     return changed
 
 
@@ -281,6 +295,11 @@ def render(inventory, show_diff, artifacts, extra_vars, vault_password_file, ask
             previous = target or _artifacts_dir(inventory, vault)
             scratch = tempfile.mkdtemp(prefix="rackboot-render-")
             target = Path(scratch) / previous.name
+            # Render over a copy of the previous render, as a real render writes
+            # over it: what a module keeps (the talosconfig's client certificate
+            # while it is valid) is kept, so an unchanged spec shows no change.
+            if previous.is_dir():
+                shutil.copytree(previous, target, symlinks=True)
         extra = [arg for ev in extra_vars for arg in ("-e", ev)]
         extra += ["-e", "rackboot_artifacts_dir=%s" % target] if target else []
         try:
@@ -288,13 +307,28 @@ def render(inventory, show_diff, artifacts, extra_vars, vault_password_file, ask
                                           vault_args=vault.args, extra_args=extra)
             print_summary(console, [state])
             if code == OK and show_diff:
-                changed = _diff(previous, target, console)
+                changed = _diff(previous, target, console, state.diffs)
                 console.print("%d file%s would change in %s" % (changed, "" if changed == 1 else "s", previous))
                 code = CHANGES if changed else OK
         finally:
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
     sys.exit(code)
+
+
+def _print_changes(console, states):
+    """What a check run would change: each changed result's diff, by host and task."""
+    rows = [d for s in states for d in s.diffs]
+    if not rows:
+        return
+    console.print(Text("Changes", style="bold"))
+    for host, task, header, before, after in rows:
+        console.print(Text.assemble("~ ", (host, "bold"), ": ", task, (" (%s)" % header) if header else ""),
+                      style="yellow")
+        if before is None:
+            _print_lines(console, after.splitlines())
+        else:
+            _print_diff(console, before, after, "before", "after")
 
 
 def _run_stages(inventory, stages, check, limit, vault_password_file, ask_vault_password):
@@ -309,6 +343,8 @@ def _run_stages(inventory, stages, check, limit, vault_password_file, ask_vault_
             codes.append(code)
             if code not in (OK, CHANGES):
                 break
+    if check:
+        _print_changes(console, states)
     print_summary(console, states)
     sys.exit(_worst(codes))
 

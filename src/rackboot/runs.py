@@ -95,6 +95,30 @@ def result_message(res):
     return "failed"
 
 
+def _text(value):
+    return value if isinstance(value, str) else json.dumps(value, indent=1, sort_keys=True) + "\n"
+
+
+def result_diffs(res):
+    """(header, before, after) of each diff a changed result carries (its loop
+    items' too); a ``prepared`` diff comes as (header, None, text). Only
+    check runs ask for diffs (ansible-playbook --diff) and a few modules
+    return one always; no_log results carry none."""
+    out = []
+    items = [res] + [r for r in res.get("results") or () if isinstance(r, dict) and r.get("changed")]
+    for item in items:
+        diff = item.get("diff")
+        for d in diff if isinstance(diff, list) else [diff]:
+            if not isinstance(d, dict):
+                continue
+            header = d.get("after_header") or d.get("before_header") or ""
+            if isinstance(d.get("prepared"), str):
+                out.append((header, None, d["prepared"]))
+            elif "before" in d or "after" in d:
+                out.append((header, _text(d.get("before", "")), _text(d.get("after", ""))))
+    return out
+
+
 class RunState(object):
     """Everything the views show, folded from runner events (live or saved)."""
 
@@ -107,6 +131,7 @@ class RunState(object):
         self.ended = None
         self.failures = []     # (host, task, message, unreachable)
         self.stats = None
+        self.diffs = []        # (host, task, header, before, after): the diffs of changed results
 
     def host(self, name):
         h = self.hosts.get(name)
@@ -144,6 +169,7 @@ class RunState(object):
                 return None
             if result == "ok" and isinstance(res, dict) and res.get("changed"):
                 h.changed += 1
+                self.diffs.extend((h.name, task) + d for d in result_diffs(res))
                 return ("changed", h.name, task, "")
             setattr(h, result, getattr(h, result) + 1)
             if result in ("failed", "unreachable"):
@@ -234,6 +260,18 @@ def _scrub_command_file(run_folder):
     os.chmod(path, 0o600)
 
 
+def _write_event(folder, event):
+    """Save one event as ansible-runner does (``job_events/<counter>-<uuid>.json``,
+    0600, renamed into place), with one ``json.dumps``: runner's ``json.dump``
+    streams it through the pure-Python encoder, twice the CPU per event."""
+    name = "%s-%s.json" % (event["counter"], event["uuid"])
+    tmp = folder / (name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(event))
+    os.replace(tmp, folder / name)
+
+
 def run_playbook(inventory, stage, playbook_names, view, check=False, diff=False, limit=None, vault_args=(),
                  extra_args=()):
     """Run one stage's playbooks through ansible-runner; return (exit code, state, run folder)."""
@@ -259,10 +297,12 @@ def run_playbook(inventory, stage, playbook_names, view, check=False, diff=False
     env = ansible_env()
     ours = {k: v for k, v in env.items() if os.environ.get(k) != v}
     view.start(state, meta)
+    events_dir = folder / run_id / "job_events"
     with tempfile.TemporaryDirectory(prefix="rackboot-") as private:
         def handler(event):
             view.event(state, event, state.feed(event))
-            return True
+            _write_event(events_dir, event)
+            return False  # written: runner would not write it again
 
         try:
             runner = ansible_runner.run(
@@ -278,7 +318,7 @@ def run_playbook(inventory, stage, playbook_names, view, check=False, diff=False
     code = state.exit_code(rc, check)
     meta.update({"finished": datetime.datetime.now().isoformat(timespec="seconds"), "ansible_rc": rc,
                  "exit": code, "status": runner.status})
-    if code != OK and not state.failures and (run_folder / "stdout").is_file():
+    if code not in (OK, CHANGES) and not state.failures and (run_folder / "stdout").is_file():
         # Ansible stopped before any task result (a playbook or vault error): its own words.
         lines = (run_folder / "stdout").read_text(errors="replace").strip().splitlines()
         meta["error"] = "\n".join(line for line in lines[-15:] if line.strip())

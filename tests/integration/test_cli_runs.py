@@ -270,6 +270,10 @@ def test_apply_check_on_a_real_router_reports_pending_changes(lab_inventory):
                           "--limit", "rtr-frr"], capture_output=True, text=True, env=_cli_env(), timeout=900)
     assert res.returncode == CHANGES, res.stdout[-3000:] + res.stderr[-3000:]
     assert "changed: rtr-frr: Apply frr.conf" in res.stdout
+    # What would change, from the modules' diffs (the BGP password masked), and no raw Ansible output.
+    changes = res.stdout.split("\nChanges\n", 1)[1].split("\nSummary\n", 1)[0]
+    assert "~ rtr-frr: Apply frr.conf" in changes and "+ neighbor K8S-NODES password ********" in changes
+    assert "PLAY RECAP" not in res.stdout
     runs = list((lab_inventory / "runs").iterdir())
     assert len(runs) == 1 and runs[0].name.endswith("-routers")
     meta = json.loads((runs[0] / "rackboot.json").read_text())

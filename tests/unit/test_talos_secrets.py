@@ -202,6 +202,50 @@ def test_client_config_module_keeps_its_certificate_and_updates_endpoints(tmp_pa
     assert cfg2["contexts"]["c1"]["endpoints"] == ["10.0.0.11", "10.0.0.12"]
 
 
+def _context_with(tc, **fields):
+    cfg = yaml.safe_load(tc.read_text())
+    cfg["contexts"]["c1"].update(fields)
+    tc.write_text(yaml.safe_dump(cfg))
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("expiring", "expires within 30 days"),
+    ("other CA", "issued by another CA"),
+    ("other roles", "has roles os:reader, not os:admin"),
+    ("no key", "no client certificate for context c1"),
+])
+def test_client_config_reissues_only_for_a_reason_and_says_which(tmp_path, case, reason):
+    secrets = tmp_path / "talos-secrets.yaml"
+    run_module("talos_secrets", {"path": str(secrets), "cluster": "c1"}, tmp_path)
+    bundle = talos_secrets.load(secrets.read_text())
+    tc = tmp_path / "talosconfig"
+    args = {"path": str(tc), "secrets_path": str(secrets), "context": "c1", "endpoints": ["10.0.0.11"]}
+    res, _ = run_module("talos_client_config", args, tmp_path)
+    assert res["renew_reason"] == "no client certificate for context c1 yet"
+    res, _ = run_module("talos_client_config", args, tmp_path)
+    assert not res["changed"] and not res["certificate_renewed"] and "renew_reason" not in res
+    if case == "expiring":
+        import datetime
+        now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=360)
+        crt, key = talos_secrets.client_certificate(bundle, now=now, validity=datetime.timedelta(days=365))
+    elif case == "other CA":
+        crt, key = talos_secrets.client_certificate(talos_secrets.generate())
+    elif case == "other roles":
+        crt, key = talos_secrets.client_certificate(bundle, roles=("os:reader",))
+    else:
+        crt, key = yaml.safe_load(tc.read_text())["contexts"]["c1"]["crt"], ""
+    _context_with(tc, crt=crt, key=key)
+    res, out = run_module("talos_client_config", args, tmp_path, check=True, diff=True)
+    assert res["changed"] and res["certificate_renewed"] and reason in res["renew_reason"]
+    assert yaml.safe_load(tc.read_text())["contexts"]["c1"]["crt"] == crt   # check mode wrote nothing
+    res, out = run_module("talos_client_config", args, tmp_path, diff=True)
+    diff = res["diff"][0] if isinstance(res["diff"], list) else res["diff"]
+    assert reason in diff["after"] and reason not in diff["before"]
+    new = yaml.safe_load(tc.read_text())["contexts"]["c1"]
+    assert new["crt"] != crt and new["key"] not in out
+    _crt(new["crt"]).verify_directly_issued_by(_crt(bundle["certs"]["os"]["crt"]))
+
+
 def test_secrets_and_client_config_take_the_common_file_options(tmp_path):
     """A mode given to the task wins (e.g. a group of operators); without one the files stay 0600."""
     path = tmp_path / "secrets" / "talos-secrets.yaml"
