@@ -42,6 +42,21 @@ BOND_DEFAULTS = {
 }
 
 
+# What each network-stack variant installs (docs/network-stack.md); MetalLB only
+# when it announces something.
+VARIANT_COMPONENTS = {
+    "kubeovn-cilium": ("kube_ovn", "cilium", "multus", "metallb", "cozy_proxy"),
+    "cilium": ("cilium", "multus", "metallb"),
+    "none": ("metallb",),
+}
+COMPONENT_NAMES = ("kube_ovn", "cilium", "multus", "metallb", "cozy_proxy")
+CILIUM_OPTIONS = ("pod_mask_size", "routing_mode", "tunnel_protocol", "encryption", "devices", "dsr", "lb_announcer")
+
+
+def _variant(cluster):
+    return ((cluster or {}).get("network_stack") or {}).get("variant") or "kubeovn-cilium"
+
+
 class SpecError(Exception):
     """The spec is invalid. ``problems`` is a list of (path tuple, reason)."""
 
@@ -163,6 +178,7 @@ class _Builder(object):
         routers = stage(("routers",), self.routers, {}, spec["routers"] or [], nets, bgp, nodes)
         stage(("load_balancer", "pools"), self.pool_membership, None, pools, nets, nodes)
         stage(("load_balancer", "pools"), self.address_collisions, None, pools)
+        self.stack = stage(("cluster", "network_stack"), self.network_stack, None, spec, pools, bgp, nodes)
         tenants = stage(("tenants",), self.tenants, [], spec["tenants"] or [])
         self.attachment_list = stage(("attachments",), self.attachments, [], spec.get("attachments") or [], nets,
                                      nodes, pools)
@@ -250,6 +266,8 @@ class _Builder(object):
     def cluster_cidrs(self, cluster):
         out = []
         for key in ("pod_cidr", "service_cidr", "join_cidr"):
+            if key == "join_cidr" and _variant(cluster) != "kubeovn-cilium":
+                continue  # only Kube-OVN has a join network (network_stack refuses one written)
             net = self.canonical(cluster.get(key), ("cluster", key))
             if net is None:
                 continue
@@ -650,6 +668,82 @@ class _Builder(object):
                     self.err(p["path"], "pool %s includes %s, the address of %s (%s)"
                              % (p["text"], ip, what, format_path(opath)))
 
+    def network_stack(self, spec, pools, bgp, nodes):
+        """The variant, its options with defaults, and what it installs; options of
+        another variant (and settings of components it does not install) are refused."""
+        cluster = spec["cluster"] or {}
+        opts = cluster.get("network_stack") or {}
+        variant = _variant(cluster)
+        path = ("cluster", "network_stack")
+        raw = self.raw.get("cluster") if isinstance(self.raw.get("cluster"), dict) else {}
+        if variant != "cilium":
+            for key in CILIUM_OPTIONS:
+                if opts.get(key) is not None:
+                    self.err(path + (key,), "only applies to variant cilium (variant %s%s)" % (
+                        variant, ", which announces with MetalLB" if key == "lb_announcer" else ""))
+        if variant != "kubeovn-cilium" and "join_cidr" in raw:
+            self.err(("cluster", "join_cidr"), "is Kube-OVN's join network; variant %s has no Kube-OVN" % variant)
+        out = {"variant": variant}
+        if variant == "cilium":
+            out.update(self.cilium_options(opts, path, cluster, pools, bgp, nodes))
+        installs = list(VARIANT_COMPONENTS[variant])
+        if out.get("lb_announcer") == "cilium" or (variant == "none" and not pools):
+            installs.remove("metallb")
+        raw_components = self.raw.get("components") if isinstance(self.raw.get("components"), dict) else {}
+        for name in raw_components:
+            if name in COMPONENT_NAMES and name not in installs and raw_components[name]:
+                self.err(("components", name), "variant %s does not install %s%s" % (
+                    variant, name, " (lb_announcer is cilium)" if name == "metallb" and variant == "cilium" else ""))
+        if "multus" not in installs:
+            for i, _ in enumerate(spec.get("attachments") or []):
+                self.err(("attachments", i), "Multus attachments need a CNI rackboot installs; variant %s has none"
+                         % variant)
+        out["components"] = installs
+        # How tenants are isolated: Cilium's policy where Cilium runs, else the
+        # Kubernetes NetworkPolicy the CNI brought along must enforce.
+        out["tenant_policy"] = "NetworkPolicy" if variant == "none" else "CiliumNetworkPolicy"
+        return out
+
+    def cilium_options(self, opts, path, cluster, pools, bgp, nodes):
+        mode = opts.get("routing_mode") or "tunnel"
+        proto = opts.get("tunnel_protocol")
+        if proto and mode != "tunnel":
+            self.err(path + ("tunnel_protocol",), "only applies to routing_mode tunnel")
+        proto = (proto or "geneve") if mode == "tunnel" else None
+        dsr = bool(opts.get("dsr"))
+        if dsr and proto == "vxlan":
+            self.err(path + ("dsr",), "DSR in tunnel mode carries the service address in a Geneve option: set "
+                     "tunnel_protocol geneve (or routing_mode native)")
+        mask = opts.get("pod_mask_size") or 24
+        pod = cluster.get("pod_cidr")
+        if pod and not self.broken("cluster", "pod_cidr") and not self.broken(*path, "pod_mask_size"):
+            plen = _net(pod).prefixlen
+            if mask < plen:
+                self.err(path + ("pod_mask_size",), "/%d is wider than cluster.pod_cidr %s" % (mask, pod))
+            elif 2 ** (mask - plen) < len(nodes):
+                self.err(path + ("pod_mask_size",), "cluster.pod_cidr %s holds %d blocks of /%d, fewer than the %d "
+                         "nodes (each node takes one)" % (pod, 2 ** (mask - plen), mask, len(nodes)))
+        devices = opts.get("devices") or []
+        announcer = opts.get("lb_announcer") or "metallb"
+        l2 = []
+        if announcer == "cilium":
+            if bgp:
+                self.err(path + ("lb_announcer",), "Cilium announces L2 pools only here; load_balancer.bgp (MetalLB's "
+                         "BGP sessions with the routers) needs lb_announcer metallb")
+            for p in pools:
+                if p.get("first") is None or p["mode"] != "l2" or not p.get("network"):
+                    continue
+                links = sorted({n["network"]["networks"][p["network"]] for n in nodes.values()
+                                if n["network"] and p["network"] in n["network"]["networks"]})
+                missing = [lk for lk in links if devices and lk not in devices]
+                if missing:
+                    self.err(path + ("devices",), "L2 pool %s is announced on %s, which devices does not list "
+                             "(Cilium answers ARP only on its devices)" % (p["name"], ", ".join(missing)))
+                l2.append({"pool": p["name"], "interfaces": links})
+        return {"routing_mode": mode, "tunnel_protocol": proto, "encryption": opts.get("encryption") or "none",
+                "devices": list(devices), "dsr": dsr, "pod_mask_size": mask, "lb_announcer": announcer,
+                "l2_announcements": l2}
+
     def tenants(self, items):
         names = []
         for i, t in enumerate(items):
@@ -813,6 +907,7 @@ class _Builder(object):
             "tenants": tenants,
             "attachments": self.attachment_list,
             "components": spec["components"],
+            "network_stack": self.stack,
         })
         node_vars = {}
         for n in nodes.values():

@@ -146,6 +146,32 @@ _BRIDGE = {
 }
 
 
+NETWORK_STACK_VARIANTS = ["kubeovn-cilium", "cilium", "none"]
+NETWORK_STACK_FIELDS = {
+    "variant": Field("str", default="kubeovn-cilium", choices=NETWORK_STACK_VARIANTS,
+                     doc="kubeovn-cilium: Kube-OVN with Cilium chained; cilium: Cilium alone; "
+                         "none: no CNI (bring your own)"),
+    "pod_mask_size": Field("int", min=16, max=28, doc="cilium: prefix length of each node's block of "
+                                                      "cluster.pod_cidr (cluster-pool IPAM); default 24"),
+    "routing_mode": Field("str", choices=["native", "tunnel"], doc="cilium: pod traffic between nodes routed "
+                                                                   "natively (nodes share L2) or tunnelled; "
+                                                                   "default tunnel"),
+    "tunnel_protocol": Field("str", choices=["vxlan", "geneve"], doc="cilium with routing_mode tunnel; "
+                                                                     "default geneve"),
+    "encryption": Field("str", choices=["none", "wireguard", "ipsec"],
+                        doc="cilium: transparent encryption of pod traffic; default none (ipsec needs the "
+                            "vaulted rackboot_cilium_ipsec_keys)"),
+    "devices": Field("list", item=Field("ifname"), min_items=1,
+                     doc="cilium: node interfaces Cilium attaches to (NodePort, L2 announcements); "
+                         "default: Cilium detects them"),
+    "dsr": Field("bool", doc="cilium: direct server return for load-balanced traffic (Maglev backend "
+                             "selection either way); default false"),
+    "lb_announcer": Field("str", choices=["metallb", "cilium"],
+                          doc="cilium: who announces LoadBalancer addresses: MetalLB, or Cilium's LB-IPAM "
+                              "and L2 announcements (L2 pools only); default metallb"),
+}
+
+
 def _host_network_fields(partial):
     """host_network at the top level, or as a per-node override (all optional, nullable)."""
     return {
@@ -180,6 +206,11 @@ SPEC = Field("dict", required=True, fields={
                            doc="extra names/addresses for the API server certificate"),
         "image_registry": Field("str", doc="local registry (host[:port][/prefix]) every network-stack image is "
                                            "pulled from, same path/tag/digest; default: the upstream registries"),
+        # The variant and its options; cluster_model refuses options of another variant
+        # (docs/network-stack.md). Options without a schema default are None when not
+        # written, so the model can tell what the engineer asked for.
+        "network_stack": Field("dict", default={}, doc="CNI design: variant and the options of that variant",
+                               fields=NETWORK_STACK_FIELDS),
     }),
     "networks": Field("list", required=True, min_items=1, doc="L2 segments of the fabric",
                       item=Field("dict", fields={
