@@ -195,9 +195,11 @@ SPEC = Field("dict", required=True, fields={
                               doc="node operating system / bootstrapper"),
         "kubernetes_version": Field("version", required=True, doc='Kubernetes version, quoted ("1.34.1")'),
         "domain": Field("dnsname", default="cozy.local", doc="cluster DNS domain"),
-        "pod_cidr": Field("cidr", default="10.244.0.0/16", doc="shared pod CIDR (Kube-OVN)"),
+        "pod_cidr": Field("cidr", default="10.244.0.0/16", doc="pod CIDR: Kube-OVN's shared subnet, or "
+                                                                "Cilium's cluster-pool under variant cilium"),
         "service_cidr": Field("cidr", default="10.96.0.0/16", doc="service CIDR"),
-        "join_cidr": Field("cidr", default="100.64.0.0/16", doc="Kube-OVN node-to-pod join CIDR"),
+        "join_cidr": Field("cidr", default="100.64.0.0/16", doc="Kube-OVN node-to-pod join CIDR (variant "
+                                                                 "kubeovn-cilium only)"),
         "api_vip": Field("ipv4", required=True, doc="floating Kubernetes API address on the management network"),
         "api_port": Field("int", default=6443, min=1, max=65535, doc="Kubernetes API port"),
         "management_network": Field("name", doc="network of node addresses, SSH and the API VIP; "
