@@ -28,6 +28,7 @@ __all__ = [
     "metallb_values", "metallb_resources", "metallb_password_secret", "cozy_proxy_values",
     "tenant_resources", "tenant_policies", "CNI_CONFIGMAP", "CILIUM_CONFLIST", "KUBEPRISM_HOST",
     "with_image_registry", "variant", "cilium_lb_resources", "cilium_ipsec_secret", "network_stack_summary",
+    "tenant_vpc_resources",
     "NetworkStackError",
 ]
 
@@ -449,6 +450,10 @@ def metallb_values(cluster):
     ``speaker.frr`` mode is deprecated and mutually exclusive with it.
     """
     values = {"speaker": {"tolerateMaster": True}, "crds": {"enabled": True}}
+    lb_class = (cluster.get("load_balancer") or {}).get("class")
+    if lb_class:
+        # Controller and speakers serve only Services of this class (--lb-class).
+        values["loadBalancerClass"] = lb_class
     return _with_overrides(cluster, "metallb", values)
 
 
@@ -526,6 +531,77 @@ def metallb_password_secret(password, namespace=None, name="rackboot-bgp-passwor
 
 
 # ----------------------------------------------------------------------------
+# Tenant VPCs (Kube-OVN, OVN-native NAT)
+# ----------------------------------------------------------------------------
+KUBEOVN_GROUP = "kubeovn.io/v1"
+
+
+def _kubeovn(kind, name, spec, labels=None):
+    return {"apiVersion": KUBEOVN_GROUP, "kind": kind, "metadata": _meta(name, labels=labels), "spec": spec}
+
+
+def _address_name(address):
+    return address.replace(".", "-")
+
+
+def tenant_vpc_resources(cluster):
+    """Kube-OVN resources of the tenant VPCs, in the order they depend on each other.
+
+    Per external network: a ProviderNetwork on the node bridge rackboot's
+    node_network builds, a Vlan with ID 0 (the host's VLAN link under the
+    bridge tags already) and the underlay Subnet, which excludes what the
+    fabric uses there. Per tenant: a Vpc (its namespace bound to it, the
+    external subnet attached, a default route to its gateway) and its Subnet;
+    the subnet's egress SNATed to the tenant's EIP (OvnEip + OvnSnatRule) and
+    each floating IP a 1:1 dnat_and_snat (OvnEip + OvnFip). OVN NAT runs in the
+    VPC's logical router, so there is no NAT-gateway pod per tenant
+    (docs/network-stack.md, "Tenant VPCs")."""
+    out = []
+    for ext in cluster.get("external_networks") or []:
+        name = ext["name"]
+        labels = {"rackboot.io/external-network": name}
+        pn = {"defaultInterface": ext["bridge"]}
+        if not ext["all_nodes"]:
+            pn["nodeSelector"] = {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In",
+                                                        "values": list(ext["nodes"])}]}
+        out.append(_kubeovn("ProviderNetwork", name, pn, labels))
+        out.append(_kubeovn("Vlan", name, {"id": 0, "provider": name}, labels))
+        subnet = {"protocol": "IPv4", "cidrBlock": ext["cidr"], "gateway": ext["gateway"], "vlan": name}
+        if ext["exclude_ips"]:
+            subnet["excludeIps"] = list(ext["exclude_ips"])
+        out.append(_kubeovn("Subnet", name, subnet, labels))
+    nat = []
+    for tenant in cluster.get("tenants") or []:
+        vpc, name = tenant.get("vpc"), tenant["name"]
+        if not vpc:
+            continue
+        labels = {"rackboot.io/tenant": name}
+        ext = vpc["external_network"]
+        spec = {"namespaces": [name]}
+        if ext:
+            spec.update(enableExternal=True, extraExternalSubnets=[ext],
+                        staticRoutes=[{"cidr": "0.0.0.0/0", "nextHopIP": _external(cluster, ext)["gateway"],
+                                       "policy": "policyDst"}])
+        out.append(_kubeovn("Vpc", name, spec, labels))
+        out.append(_kubeovn("Subnet", name, {"vpc": name, "protocol": "IPv4", "cidrBlock": vpc["subnet"],
+                                             "gateway": vpc["gateway"], "namespaces": [name]}, labels))
+        if vpc["eip"]:
+            eip = "%s-snat" % name
+            nat.append(_kubeovn("OvnEip", eip, {"externalSubnet": ext, "type": "nat", "v4Ip": vpc["eip"]}, labels))
+            nat.append(_kubeovn("OvnSnatRule", name, {"ovnEip": eip, "vpcSubnet": name}, labels))
+        for fip in vpc["floating_ips"]:
+            fname = "%s-fip-%s" % (name, _address_name(fip["address"]))
+            nat.append(_kubeovn("OvnEip", fname, {"externalSubnet": ext, "type": "nat", "v4Ip": fip["address"]},
+                                labels))
+            nat.append(_kubeovn("OvnFip", fname, {"ovnEip": fname, "vpc": name, "v4Ip": fip["target"]}, labels))
+    return out + nat
+
+
+def _external(cluster, name):
+    return next(e for e in cluster["external_networks"] if e["name"] == name)
+
+
+# ----------------------------------------------------------------------------
 # cozy-proxy
 # ----------------------------------------------------------------------------
 def cozy_proxy_values(cluster, version=None, image=COZY_PROXY_IMAGE):
@@ -539,6 +615,12 @@ def cozy_proxy_values(cluster, version=None, image=COZY_PROXY_IMAGE):
 # ----------------------------------------------------------------------------
 # Tenants
 # ----------------------------------------------------------------------------
+def _world(tenant, key, direction):
+    """A VPC tenant with an EIP reaches the outside; with floating IPs the outside reaches it."""
+    vpc = tenant.get("vpc") or {}
+    return [{direction: ["world"]}] if vpc.get(key) else []
+
+
 def _tenant_network_policy(cluster, tenant):
     """The same isolation as a Kubernetes NetworkPolicy, for variant ``none``:
     the CNI the cluster brings must enforce it. The API server is named by the
@@ -581,8 +663,8 @@ def tenant_policies(cluster):
                 # An empty selector is every pod of the policy's namespace.
                 "endpointSelector": {},
                 "enableDefaultDeny": {"ingress": True, "egress": True},
-                "ingress": [{"fromEndpoints": [{}]}],
-                "egress": [
+                "ingress": [{"fromEndpoints": [{}]}] + _world(tenant, "floating_ips", "fromEntities"),
+                "egress": _world(tenant, "eip", "toEntities") + [
                     {"toEndpoints": [{}]},
                     {"toEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "kube-system",
                                                       "k8s:k8s-app": "kube-dns"}}],

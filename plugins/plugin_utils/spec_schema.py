@@ -172,6 +172,20 @@ NETWORK_STACK_FIELDS = {
 }
 
 
+TENANT_VPC_FIELDS = {
+    "subnet": Field("cidr", required=True, doc="the tenant's subnet (Kube-OVN Subnet in the tenant's Vpc); its "
+                                               "first address is the gateway"),
+    "external_network": Field("name", doc="spec network the VPC reaches the outside through (a node bridge on "
+                                          "it carries the Kube-OVN provider network)"),
+    "eip": Field("ipv4", doc="address in external_network the subnet's egress is SNATed to"),
+    "floating_ips": Field("list", default=[], doc="1:1 NAT of an external address to a pod or VM address",
+                          item=Field("dict", fields={
+                              "address": Field("ipv4", required=True, doc="address in external_network"),
+                              "target": Field("ipv4", required=True, doc="pod or VM address in the subnet"),
+                          })),
+}
+
+
 def _host_network_fields(partial):
     """host_network at the top level, or as a per-node override (all optional, nullable)."""
     return {
@@ -257,6 +271,9 @@ SPEC = Field("dict", required=True, fields={
                                                 doc="announce a default route to the nodes"),
                      })),
     "load_balancer": Field("dict", default={}, doc="MetalLB pools and BGP", fields={
+        "class": Field("label_key", doc="MetalLB serves only Services with this spec.loadBalancerClass "
+                                        "(so it does not fight another LB controller); default: every Service "
+                                        "without a class"),
         "pools": Field("list", default=[], doc="LoadBalancer address pools",
                        item=Field("dict", fields={
                            "name": Field("name", required=True, doc="pool name"),
@@ -285,6 +302,9 @@ SPEC = Field("dict", required=True, fields={
     "tenants": Field("list", default=[], doc="namespaces isolated by default-deny policies",
                      item=Field("dict", fields={
                          "name": Field("name", required=True, doc="namespace name"),
+                         "vpc": Field("dict", fields=TENANT_VPC_FIELDS,
+                                      doc="kubeovn-cilium only: the tenant's own Kube-OVN VPC and subnet, with "
+                                          "egress and floating IPs on an external network"),
                      })),
     # Multus secondary networks (NetworkAttachmentDefinitions); see docs/network-stack.md.
     "attachments": Field("list", default=[], doc="Multus secondary networks for pods (NetworkAttachmentDefinitions)",

@@ -61,6 +61,8 @@ CASES = {
     "cilium-lab-bgp": _lab_cilium,
     "none-kubeadm": lambda: _load("none.yml"),
     "none-talos": lambda: _as(_load("none.yml"), "talos"),
+    "tenant-vpcs-talos": lambda: _load("tenant-vpcs.yml"),
+    "tenant-vpcs-kubeadm": lambda: _as(_load("tenant-vpcs.yml"), "kubeadm"),
 }
 
 
@@ -87,11 +89,11 @@ def rendered(request, tmp_path_factory):
 
 
 def _variant(spec):
-    return spec["cluster"]["network_stack"]["variant"]
+    return _opts(spec).get("variant", "kubeovn-cilium")
 
 
 def _opts(spec):
-    return spec["cluster"]["network_stack"]
+    return spec["cluster"].get("network_stack") or {}
 
 
 def _announcer(spec):
@@ -108,6 +110,8 @@ def _cilium_config(out):
 
 
 def _expected_dirs(spec):
+    if _variant(spec) == "kubeovn-cilium":
+        return {"kube-ovn", "cilium", "multus", "metallb", "cozy-proxy", "tenants"}
     if _variant(spec) == "none":
         return {"metallb", "tenants"} if spec.get("load_balancer", {}).get("pools") else {"tenants"}
     dirs = {"cilium", "multus", "tenants"}
@@ -119,9 +123,9 @@ def _expected_dirs(spec):
 def test_only_the_variants_components_are_rendered(rendered):
     dirs = {p.split("/")[0] for p in rendered["tree"] if "/" in p}
     assert dirs == _expected_dirs(rendered["spec"])
-    # Never Kube-OVN or cozy-proxy outside kubeovn-cilium.
-    assert not dirs & {"kube-ovn", "cozy-proxy"}
-    assert "network-stack.txt" in rendered["tree"]
+    # Never Kube-OVN or cozy-proxy outside kubeovn-cilium; the default variant's files as before.
+    assert bool(dirs & {"kube-ovn", "cozy-proxy"}) == (_variant(rendered["spec"]) == "kubeovn-cilium")
+    assert ("network-stack.txt" in rendered["tree"]) == (_variant(rendered["spec"]) != "kubeovn-cilium")
 
 
 def test_rerender_is_idempotent(rendered):
@@ -143,6 +147,8 @@ def test_every_resource_validates_against_the_schemas_and_crds(rendered):
 
 
 def test_none_says_it_installs_no_cni(rendered):
+    if _variant(rendered["spec"]) == "kubeovn-cilium":
+        pytest.skip("the default variant writes no network-stack.txt")
     text = (rendered["dir"] / "network-stack.txt").read_text()
     assert text.startswith("network stack variant: %s\n" % _variant(rendered["spec"]))
     assert ("no CNI" in text) == (_variant(rendered["spec"]) == "none")
@@ -201,8 +207,12 @@ def _uplink_link(spec, network):
 
 def test_cilium_announces_the_spec_pools(rendered):
     spec = rendered["spec"]
-    docs = _docs(rendered["dir"] / "cilium/lb-resources.yaml") if (rendered["dir"] / "cilium").exists() else []
-    if _variant(spec) != "cilium" or _announcer(spec) != "cilium":
+    path = rendered["dir"] / "cilium/lb-resources.yaml"
+    if _variant(spec) != "cilium":
+        assert not path.exists()       # the chained variant leaves announcing to MetalLB
+        return
+    docs = _docs(path)
+    if _announcer(spec) != "cilium":
         assert docs == []
         return
     pools = spec["load_balancer"]["pools"]
@@ -254,6 +264,11 @@ def test_tenants_are_isolated_in_every_variant(rendered):
     policies = [d for d in docs if d["kind"] == kind]
     assert sorted(d["metadata"]["namespace"] for d in policies) == sorted(tenants)
     assert not [d for d in docs if d["kind"] not in (kind, "Namespace")]
+    vpcs = {t["name"]: t.get("vpc") or {} for t in spec["tenants"]}
+    for pol in policies if kind == "CiliumNetworkPolicy" else []:
+        vpc = vpcs[pol["metadata"]["namespace"]]
+        assert ({"toEntities": ["world"]} in pol["spec"]["egress"]) == bool(vpc.get("eip"))
+        assert ({"fromEntities": ["world"]} in pol["spec"]["ingress"]) == bool(vpc.get("floating_ips"))
     if kind == "NetworkPolicy":
         for pol in policies:
             assert pol["spec"]["podSelector"] == {} and pol["spec"]["policyTypes"] == ["Ingress", "Egress"]
@@ -264,7 +279,7 @@ def test_tenants_are_isolated_in_every_variant(rendered):
 
 def test_install_in_check_mode_stops_cleanly_without_a_cluster(rendered):
     """The install path starts with the variant's first component and stops at its cluster check."""
-    if rendered["case"] not in ("cilium-talos", "none-kubeadm"):
+    if rendered["case"] not in ("cilium-talos", "none-kubeadm", "tenant-vpcs-kubeadm"):
         pytest.skip("one install run per variant")
     inv, kubeconfig = rendered["inv"], rendered["dir"] / "absent.kubeconfig"
     got = _run(inv, INSTALL, "--check", "-e", "rackboot_kubeconfig=%s" % kubeconfig,
@@ -273,8 +288,67 @@ def test_install_in_check_mode_stops_cleanly_without_a_cluster(rendered):
     text = got.stdout + got.stderr
     assert got.returncode == 2, text[-3000:]
     assert "Traceback" not in text
-    first = "Cilium" if _variant(rendered["spec"]) == "cilium" else "MetalLB"
+    first = "MetalLB" if _variant(rendered["spec"]) == "none" else "Cilium"
     assert "%s: the Kubernetes API of cluster %s is not reachable with kubeconfig %s" % (
         first, rendered["spec"]["cluster"]["name"], kubeconfig) in text
-    assert "Kube-OVN |" not in text
+    assert "Kube-OVN |" not in text      # the first component stops the run
     assert _recap(got.stdout)["changed"] == 0
+
+
+# --------------------------------------------------------------------------
+# Tenant VPCs (tests/specs/tenant-vpcs.yml)
+# --------------------------------------------------------------------------
+def test_tenant_vpcs_follow_the_spec(rendered):
+    spec = rendered["spec"]
+    path = rendered["dir"] / "kube-ovn/tenant-vpcs.yaml"
+    vpcs = {t["name"]: t["vpc"] for t in spec.get("tenants", []) if t.get("vpc")}
+    if not vpcs:
+        assert not path.exists()
+        return
+    docs = _docs(path)
+    got = {(d["kind"], d["metadata"]["name"]): d["spec"] for d in docs}
+    nets = {n["name"]: n for n in spec["networks"]}
+    bridges = {b["network"]: b["name"] for b in spec["host_network"]["bridges"]}
+    externals = {v["external_network"] for v in vpcs.values() if v.get("external_network")}
+    for name in externals:
+        assert got[("ProviderNetwork", name)]["defaultInterface"] == bridges[name]
+        assert got[("Vlan", name)] == {"id": 0, "provider": name}       # the host's VLAN link tags
+        sub = got[("Subnet", name)]
+        assert (sub["cidrBlock"], sub["gateway"], sub["vlan"]) == (nets[name]["cidr"], nets[name]["gateway"], name)
+        # What the fabric uses there is not Kube-OVN's to hand out.
+        on_net = {n["addresses"][name] for n in spec["nodes"] if name in n["addresses"]}
+        assert on_net <= set(sub.get("excludeIps", []))
+    for tenant, vpc in vpcs.items():
+        ext = vpc.get("external_network")
+        v = got[("Vpc", tenant)]
+        assert v["namespaces"] == [tenant]
+        if ext:
+            assert v["extraExternalSubnets"] == [ext] and v["enableExternal"] is True
+            assert v["staticRoutes"] == [{"cidr": "0.0.0.0/0", "nextHopIP": nets[ext]["gateway"], "policy": "policyDst"}]
+        assert got[("Subnet", tenant)]["cidrBlock"] == vpc["subnet"] and got[("Subnet", tenant)]["vpc"] == tenant
+        eips = {s_["v4Ip"]: (n, s_) for (k, n), s_ in got.items() if k == "OvnEip" and n.startswith(tenant + "-")}
+        if vpc.get("eip"):
+            name, eip = eips[vpc["eip"]]
+            assert eip["externalSubnet"] == ext
+            assert got[("OvnSnatRule", tenant)] == {"ovnEip": name, "vpcSubnet": tenant}
+        for fip in vpc.get("floating_ips", []):
+            name, eip = eips[fip["address"]]
+            assert eip["externalSubnet"] == ext
+            assert got[("OvnFip", name)] == {"ovnEip": name, "vpc": tenant, "v4Ip": fip["target"]}
+    # Dependencies first: networks before VPCs before NAT.
+    order = [d["kind"] for d in docs]
+    assert order.index("Vpc") > max(i for i, k in enumerate(order) if k in ("ProviderNetwork", "Vlan"))
+    assert min(i for i, k in enumerate(order) if k.startswith("Ovn")) > max(i for i, k in enumerate(order)
+                                                                            if k in ("Vpc", "Subnet"))
+
+
+def test_metallb_load_balancer_class_reaches_controller_and_speakers(rendered):
+    lb_class = rendered["spec"].get("load_balancer", {}).get("class")
+    if "metallb" not in _expected_dirs(rendered["spec"]):
+        pytest.skip("no MetalLB")
+    pods = [d for d in _docs(rendered["dir"] / "metallb/manifests.yaml") if d["kind"] in ("Deployment", "DaemonSet")
+            and d["metadata"]["name"] in ("metallb-controller", "metallb-speaker")]
+    assert len(pods) == 2
+    for d in pods:
+        args = [a for c in d["spec"]["template"]["spec"]["containers"] for a in c.get("args", [])]
+        assert ("--lb-class=%s" % lb_class in args) if lb_class else not [a for a in args if a.startswith("--lb-class")]
