@@ -327,21 +327,28 @@ def cilium_lb_resources(cluster):
     return out
 
 
+def _vaulted_secret(name, namespace, kind, key, value, variable, empty_hint):
+    """A Secret whose one key comes from a vaulted variable. ``value=None`` gives
+    the render-mode placeholder: the Secret without its data, so the secret
+    never lands in the artifacts folder."""
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": kind, "metadata": _meta(name, namespace)}
+    if value is None:
+        secret["metadata"]["annotations"] = {
+            "rackboot.io/not-rendered": "stringData.%s comes from %s at install time" % (key, variable)}
+        return secret
+    if not str(value):
+        raise NetworkStackError("%s is empty; %s" % (variable, empty_hint))
+    secret["stringData"] = {key: str(value)}
+    return secret
+
+
 def cilium_ipsec_secret(keys, namespace=None):
     """The ``cilium-ipsec-keys`` Secret Cilium's IPsec reads (key ``keys``), from
     the vaulted ``rackboot_cilium_ipsec_keys``; ``keys=None`` gives the
     render-mode placeholder without data."""
-    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-              "metadata": _meta(CILIUM_IPSEC_SECRET, namespace or DEFAULT_NAMESPACES["cilium"])}
-    if keys is None:
-        secret["metadata"]["annotations"] = {
-            "rackboot.io/not-rendered": "stringData.keys comes from rackboot_cilium_ipsec_keys at install time"}
-        return secret
-    if not str(keys).strip():
-        raise NetworkStackError("rackboot_cilium_ipsec_keys is empty; encryption ipsec needs the key line "
-                                "(for example: 3+ rfc4106(gcm(aes)) <40 hex digits> 128)")
-    secret["stringData"] = {"keys": str(keys)}
-    return secret
+    return _vaulted_secret(CILIUM_IPSEC_SECRET, namespace or DEFAULT_NAMESPACES["cilium"], "Opaque", "keys", keys,
+                           "rackboot_cilium_ipsec_keys", "encryption ipsec needs the key line (for example: "
+                           "3+ rfc4106(gcm(aes)) <40 hex digits> 128)")
 
 
 # ----------------------------------------------------------------------------
@@ -518,16 +525,8 @@ def metallb_password_secret(password, namespace=None, name="rackboot-bgp-passwor
     ``password=None`` gives the render-mode placeholder: the Secret without
     its data, so the password never lands in the artifacts folder.
     """
-    secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth",
-              "metadata": _meta(name, namespace or DEFAULT_NAMESPACES["metallb"])}
-    if password is None:
-        secret["metadata"]["annotations"] = {
-            "rackboot.io/not-rendered": "stringData.password comes from rackboot_bgp_password at install time"}
-        return secret
-    if not str(password):
-        raise NetworkStackError("rackboot_bgp_password is empty; MetalLB's BGP sessions need the routers' password")
-    secret["stringData"] = {"password": str(password)}
-    return secret
+    return _vaulted_secret(name, namespace or DEFAULT_NAMESPACES["metallb"], "kubernetes.io/basic-auth", "password",
+                           password, "rackboot_bgp_password", "MetalLB's BGP sessions need the routers' password")
 
 
 # ----------------------------------------------------------------------------

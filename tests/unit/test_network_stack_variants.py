@@ -14,65 +14,53 @@ import pytest
 import yaml
 
 from ansible_collections.rackboot.metal.plugins.plugin_utils import network_stack as ns
-from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import SpecError, build, read_spec
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import SpecError, build
 from conftest import REPO
+from spec_edits import edit, line_of, refusal
 
 LAB = (REPO / "inventories/lab/cluster.yml").read_text()
 CILIUM = (REPO / "tests/specs/cilium.yml").read_text()
 NONE = (REPO / "tests/specs/none.yml").read_text()
 
 
-def _edit(text, *pairs):
-    for old, new in pairs:
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    return text
 
 
-def _line(text, fragment):
-    return text[:text.index(fragment)].count("\n") + 1
 
 
-def _problems(tmp_path, text):
-    path = tmp_path / "cluster.yml"
-    path.write_text(text)
-    with pytest.raises(SpecError) as err:
-        read_spec(str(path))
-    return [(i["line"], i["path"], i["message"]) for i in err.value.items()]
 
 
-LAB_CILIUM = _edit(LAB, ("  api_vip: 10.77.0.5\n", "  api_vip: 10.77.0.5\n  network_stack:\n    variant: cilium\n"))
+LAB_CILIUM = edit(LAB, ("  api_vip: 10.77.0.5\n", "  api_vip: 10.77.0.5\n  network_stack:\n    variant: cilium\n"))
 
 # (id, spec text, fragment on the reported line, path, fragment of the reason)
 REFUSED = [
     ("join-cidr-under-cilium",
-     _edit(LAB_CILIUM, ("  api_vip: 10.77.0.5\n", "  api_vip: 10.77.0.5\n  join_cidr: 100.64.0.0/16\n")),
+     edit(LAB_CILIUM, ("  api_vip: 10.77.0.5\n", "  api_vip: 10.77.0.5\n  join_cidr: 100.64.0.0/16\n")),
      "join_cidr:", "cluster.join_cidr", "Kube-OVN's join network; variant cilium has no Kube-OVN"),
     ("cilium-option-under-kubeovn",
-     _edit(LAB, ("  api_vip: 10.77.0.5\n", "  api_vip: 10.77.0.5\n  network_stack:\n    routing_mode: native\n")),
+     edit(LAB, ("  api_vip: 10.77.0.5\n", "  api_vip: 10.77.0.5\n  network_stack:\n    routing_mode: native\n")),
      "routing_mode:", "cluster.network_stack.routing_mode", "only applies to variant cilium (variant kubeovn-cilium)"),
     ("announcer-under-none",
-     _edit(NONE, ("    variant: none\n", "    variant: none\n    lb_announcer: cilium\n")),
+     edit(NONE, ("    variant: none\n", "    variant: none\n    lb_announcer: cilium\n")),
      "lb_announcer:", "cluster.network_stack.lb_announcer", "only applies to variant cilium (variant none, which "
                                                             "announces with MetalLB)"),
     ("tunnel-protocol-with-native-routing",
-     _edit(CILIUM, ("    routing_mode: tunnel\n", "    routing_mode: native\n")),
+     edit(CILIUM, ("    routing_mode: tunnel\n", "    routing_mode: native\n")),
      "tunnel_protocol:", "cluster.network_stack.tunnel_protocol", "only applies to routing_mode tunnel"),
     ("dsr-over-vxlan",
-     _edit(CILIUM, ("tunnel_protocol: geneve", "tunnel_protocol: vxlan")),
+     edit(CILIUM, ("tunnel_protocol: geneve", "tunnel_protocol: vxlan")),
      "dsr: true", "cluster.network_stack.dsr", "set tunnel_protocol geneve"),
     ("mask-wider-than-pool",
-     _edit(CILIUM, ("pod_mask_size: 24", "pod_mask_size: 16"), ("pod_cidr: 10.42.0.0/16", "pod_cidr: 10.42.0.0/20")),
+     edit(CILIUM, ("pod_mask_size: 24", "pod_mask_size: 16"), ("pod_cidr: 10.42.0.0/16", "pod_cidr: 10.42.0.0/20")),
      "pod_mask_size:", "cluster.network_stack.pod_mask_size", "/16 is wider than cluster.pod_cidr 10.42.0.0/20"),
     ("too-few-node-blocks",
-     _edit(CILIUM, ("pod_mask_size: 24", "pod_mask_size: 25"), ("pod_cidr: 10.42.0.0/16", "pod_cidr: 10.42.0.0/24")),
+     edit(CILIUM, ("pod_mask_size: 24", "pod_mask_size: 25"), ("pod_cidr: 10.42.0.0/16", "pod_cidr: 10.42.0.0/24")),
      "pod_mask_size:", "cluster.network_stack.pod_mask_size", "holds 2 blocks of /25, fewer than the 3 nodes"),
-    ("mask-out-of-range", _edit(CILIUM, ("pod_mask_size: 24", "pod_mask_size: 30")),
+    ("mask-out-of-range", edit(CILIUM, ("pod_mask_size: 24", "pod_mask_size: 30")),
      "pod_mask_size:", "cluster.network_stack.pod_mask_size", "outside 16-28"),
-    ("announce-off-devices", _edit(CILIUM, ("devices: [bond0, bond0.30]", "devices: [bond0]")),
+    ("announce-off-devices", edit(CILIUM, ("devices: [bond0, bond0.30]", "devices: [bond0]")),
      "devices:", "cluster.network_stack.devices", "L2 pool storage is announced on bond0.30, which devices does not"),
     ("cilium-announcer-with-bgp",
-     _edit(LAB_CILIUM, ("    variant: cilium\n", "    variant: cilium\n    lb_announcer: cilium\n")),
+     edit(LAB_CILIUM, ("    variant: cilium\n", "    variant: cilium\n    lb_announcer: cilium\n")),
      "lb_announcer:", "cluster.network_stack.lb_announcer", "needs lb_announcer metallb"),
     ("kube-ovn-values-under-cilium", LAB_CILIUM + "components:\n  kube_ovn:\n    values: {a: 1}\n",
      "  kube_ovn:", "components.kube_ovn", "variant cilium does not install kube_ovn"),
@@ -81,7 +69,7 @@ REFUSED = [
     ("attachments-under-none",
      NONE + "attachments:\n  - name: x\n    type: macvlan\n    network: mgmt\n",
      "  - name: x", "attachments[0] (x)", "variant none has none"),
-    ("bad-variant", _edit(LAB, ("  api_vip: 10.77.0.5\n", "  api_vip: 10.77.0.5\n  network_stack: {variant: cillium}\n")),
+    ("bad-variant", edit(LAB, ("  api_vip: 10.77.0.5\n", "  api_vip: 10.77.0.5\n  network_stack: {variant: cillium}\n")),
      "network_stack:", "cluster.network_stack.variant", "did you mean 'cilium'?"),
 ]
 
@@ -89,10 +77,8 @@ REFUSED = [
 @pytest.mark.parametrize("case", REFUSED, ids=[c[0] for c in REFUSED])
 def test_bad_combinations_are_refused_with_the_field_path(tmp_path, case):
     _, text, fragment, path, reason = case
-    problems = _problems(tmp_path, text)
-    assert len(problems) == 1, problems          # one root cause, one message
-    line, got_path, message = problems[0]
-    assert (got_path, line) == (path, _line(text, fragment)), problems
+    line, got_path, message = refusal(tmp_path, text)
+    assert (got_path, line) == (path, line_of(text, fragment)), (line, got_path, message)
     assert reason in message, message
 
 
@@ -147,13 +133,13 @@ def test_cilium_alone_values_follow_the_spec():
     assert v["cni"] == {"exclusive": False}
     assert "chainingMode" not in v["cni"] and "ipv4NativeRoutingCIDR" not in v
     # kubeadm: the API VIP, no Talos cgroup settings.
-    kubeadm = _cluster(_edit(CILIUM, ("distribution: talos", "distribution: kubeadm")))
+    kubeadm = _cluster(edit(CILIUM, ("distribution: talos", "distribution: kubeadm")))
     v = ns.cilium_values(kubeadm)
     assert (v["k8sServiceHost"], v["k8sServicePort"]) == (spec["cluster"]["api_vip"], 6443) and "cgroup" not in v
 
 
 def test_native_routing_routes_the_pod_cidr_between_nodes():
-    text = _edit(CILIUM, ("    routing_mode: tunnel\n    tunnel_protocol: geneve\n", "    routing_mode: native\n"),
+    text = edit(CILIUM, ("    routing_mode: tunnel\n    tunnel_protocol: geneve\n", "    routing_mode: native\n"),
                  ("encryption: wireguard", "encryption: none"), ("dsr: true", "dsr: false"))
     v = ns.cilium_values(_cluster(text), kubeprism_port=7445)
     assert (v["routingMode"], v["ipv4NativeRoutingCIDR"], v["autoDirectNodeRoutes"]) == \
@@ -185,4 +171,4 @@ def test_ipsec_secret_never_carries_an_empty_key():
     assert "stringData" not in ns.cilium_ipsec_secret(None)
     assert ns.cilium_ipsec_secret("3+ rfc4106(gcm(aes)) ab 128")["stringData"] == {"keys": "3+ rfc4106(gcm(aes)) ab 128"}
     with pytest.raises(ns.NetworkStackError, match="rackboot_cilium_ipsec_keys is empty"):
-        ns.cilium_ipsec_secret(" ")
+        ns.cilium_ipsec_secret("")
