@@ -5,7 +5,8 @@
 
 Pure functions of ``rackboot_cluster`` (the inventory plugin's normalized
 cluster): Kube-OVN, Cilium (chained behind Kube-OVN as kube-proxy
-replacement), Multus thick, MetalLB, cozy-proxy and tenant isolation. The
+replacement, or alone under variant ``cilium``), Multus thick, MetalLB,
+cozy-proxy, tenant isolation and tenant VPCs. The
 roles call them through the filters in ``plugins/filter/network_stack.py``,
 so render mode and the install apply exactly the same data.
 
@@ -205,7 +206,7 @@ def _cilium_standalone(cluster, host, port):
     """Cilium alone (variant ``cilium``): its own cluster-pool IPAM, routing,
     encryption, Maglev (with DSR when asked) and, as the announcer, LB-IPAM
     with L2 announcements. Every key is one the chart's templates read
-    (tests/integration/test_network_stack_render.py checks the cilium-config they make)."""
+    (tests/integration/test_network_stack_variants.py checks the cilium-config they make)."""
     opts = cluster["network_stack"]
     pod = cluster["pod_cidr"]
     values = {
