@@ -85,6 +85,10 @@ class FilterModule(object):
             "tenant_resources": ns.tenant_resources,
             "tenant_policies": ns.tenant_policies,
             "chart_source": ns.chart_source,
+            "cilium_lb_resources": ns.cilium_lb_resources,
+            "cilium_ipsec_secret": ns.cilium_ipsec_secret,
+            "network_stack_summary": ns.network_stack_summary,
+            "tenant_vpc_resources": ns.tenant_vpc_resources,
         }
         out = {name: _wrap(func) for name, func in funcs.items()}
         out["k8s_documents"] = k8s_documents

@@ -42,6 +42,25 @@ BOND_DEFAULTS = {
 }
 
 
+# What each network-stack variant installs (docs/network-stack.md); MetalLB only
+# when it announces something.
+VARIANT_COMPONENTS = {
+    "kubeovn-cilium": ("kube_ovn", "cilium", "multus", "metallb", "cozy_proxy"),
+    "cilium": ("cilium", "multus", "metallb"),
+    "none": ("metallb",),
+}
+# Kube-OVN's gateway-node label (util.ExGatewayLabel): the chassis of VPC external ports.
+EXTERNAL_GW_LABEL = "ovn.kubernetes.io/external-gw"
+# Kube-OVN's own Vpc and Subnets (chart values DEFAULT_VPC, DEFAULT_SUBNET, NODE_SUBNET).
+KUBE_OVN_NAMES = frozenset(["ovn-cluster", "ovn-default", "join"])
+COMPONENT_NAMES = ("kube_ovn", "cilium", "multus", "metallb", "cozy_proxy")
+CILIUM_OPTIONS = ("pod_mask_size", "routing_mode", "tunnel_protocol", "encryption", "devices", "dsr", "lb_announcer")
+
+
+def _variant(cluster):
+    return ((cluster or {}).get("network_stack") or {}).get("variant") or "kubeovn-cilium"
+
+
 class SpecError(Exception):
     """The spec is invalid. ``problems`` is a list of (path tuple, reason)."""
 
@@ -179,7 +198,10 @@ class _Builder(object):
         routers = stage(("routers",), self.routers, {}, spec["routers"] or [], nets, bgp, nodes)
         stage(("load_balancer", "pools"), self.pool_membership, None, pools, nets, nodes)
         stage(("load_balancer", "pools"), self.address_collisions, None, pools)
+        self.stack = stage(("cluster", "network_stack"), self.network_stack, None, spec, pools, bgp, nodes)
         tenants = stage(("tenants",), self.tenants, [], spec["tenants"] or [])
+        self.external_networks = stage(("tenants",), self.tenant_vpcs, [], spec, tenants, nets, cidrs, pools, nodes)
+        stage(("load_balancer", "class"), self.lb_class, None, lb)
         self.attachment_list = stage(("attachments",), self.attachments, [], spec.get("attachments") or [], nets,
                                      nodes, pools)
         if self.problems:
@@ -266,6 +288,8 @@ class _Builder(object):
     def cluster_cidrs(self, cluster):
         out = []
         for key in ("pod_cidr", "service_cidr", "join_cidr"):
+            if key == "join_cidr" and _variant(cluster) != "kubeovn-cilium":
+                continue  # only Kube-OVN has a join network (network_stack refuses one written)
             net = self.canonical(cluster.get(key), ("cluster", key))
             if net is None:
                 continue
@@ -657,6 +681,82 @@ class _Builder(object):
                     self.err(p["path"], "pool %s includes %s, the address of %s (%s)"
                              % (p["text"], ip, what, format_path(opath)))
 
+    def network_stack(self, spec, pools, bgp, nodes):
+        """The variant, its options with defaults, and what it installs; options of
+        another variant (and settings of components it does not install) are refused."""
+        cluster = spec["cluster"] or {}
+        opts = cluster.get("network_stack") or {}
+        variant = _variant(cluster)
+        path = ("cluster", "network_stack")
+        raw = self.raw.get("cluster") if isinstance(self.raw.get("cluster"), dict) else {}
+        if variant != "cilium":
+            for key in CILIUM_OPTIONS:
+                if opts.get(key) is not None:
+                    self.err(path + (key,), "only applies to variant cilium (variant %s%s)" % (
+                        variant, ", which announces with MetalLB" if key == "lb_announcer" else ""))
+        if variant != "kubeovn-cilium" and "join_cidr" in raw:
+            self.err(("cluster", "join_cidr"), "is Kube-OVN's join network; variant %s has no Kube-OVN" % variant)
+        out = {"variant": variant}
+        if variant == "cilium":
+            out.update(self.cilium_options(opts, path, cluster, pools, bgp, nodes))
+        installs = list(VARIANT_COMPONENTS[variant])
+        if out.get("lb_announcer") == "cilium" or (variant == "none" and not pools):
+            installs.remove("metallb")
+        raw_components = self.raw.get("components") if isinstance(self.raw.get("components"), dict) else {}
+        for name in raw_components:
+            if name in COMPONENT_NAMES and name not in installs and raw_components[name]:
+                self.err(("components", name), "variant %s does not install %s%s" % (
+                    variant, name, " (lb_announcer is cilium)" if name == "metallb" and variant == "cilium" else ""))
+        if "multus" not in installs:
+            for i, _ in enumerate(spec.get("attachments") or []):
+                self.err(("attachments", i), "Multus attachments need a CNI rackboot installs; variant %s has none"
+                         % variant)
+        out["components"] = installs
+        # How tenants are isolated: Cilium's policy where Cilium runs, else the
+        # Kubernetes NetworkPolicy the CNI brought along must enforce.
+        out["tenant_policy"] = "NetworkPolicy" if variant == "none" else "CiliumNetworkPolicy"
+        return out
+
+    def cilium_options(self, opts, path, cluster, pools, bgp, nodes):
+        mode = opts.get("routing_mode") or "tunnel"
+        proto = opts.get("tunnel_protocol")
+        if proto and mode != "tunnel":
+            self.err(path + ("tunnel_protocol",), "only applies to routing_mode tunnel")
+        proto = (proto or "geneve") if mode == "tunnel" else None
+        dsr = bool(opts.get("dsr"))
+        if dsr and proto == "vxlan":
+            self.err(path + ("dsr",), "DSR in tunnel mode carries the service address in a Geneve option: set "
+                     "tunnel_protocol geneve (or routing_mode native)")
+        mask = opts.get("pod_mask_size") or 24
+        pod = cluster.get("pod_cidr")
+        if pod and not self.broken("cluster", "pod_cidr") and not self.broken(*path, "pod_mask_size"):
+            plen = _net(pod).prefixlen
+            if mask < plen:
+                self.err(path + ("pod_mask_size",), "/%d is wider than cluster.pod_cidr %s" % (mask, pod))
+            elif 2 ** (mask - plen) < len(nodes):
+                self.err(path + ("pod_mask_size",), "cluster.pod_cidr %s holds %d blocks of /%d, fewer than the %d "
+                         "nodes (each node takes one)" % (pod, 2 ** (mask - plen), mask, len(nodes)))
+        devices = opts.get("devices") or []
+        announcer = opts.get("lb_announcer") or "metallb"
+        l2 = []
+        if announcer == "cilium":
+            if bgp:
+                self.err(path + ("lb_announcer",), "Cilium announces L2 pools only here; load_balancer.bgp (MetalLB's "
+                         "BGP sessions with the routers) needs lb_announcer metallb")
+            for p in pools:
+                if p.get("first") is None or p["mode"] != "l2" or not p.get("network"):
+                    continue
+                links = sorted({n["network"]["networks"][p["network"]] for n in nodes.values()
+                                if n["network"] and p["network"] in n["network"]["networks"]})
+                missing = [lk for lk in links if devices and lk not in devices]
+                if missing:
+                    self.err(path + ("devices",), "L2 pool %s is announced on %s, which devices does not list "
+                             "(Cilium answers ARP only on its devices)" % (p["name"], ", ".join(missing)))
+                l2.append({"pool": p["name"], "interfaces": links})
+        return {"routing_mode": mode, "tunnel_protocol": proto, "encryption": opts.get("encryption") or "none",
+                "devices": list(devices), "dsr": dsr, "pod_mask_size": mask, "lb_announcer": announcer,
+                "l2_announcements": l2}
+
     def tenants(self, items):
         names = []
         for i, t in enumerate(items):
@@ -668,7 +768,154 @@ class _Builder(object):
                 self.err(("tenants", i, "name"), "%r is a system namespace" % t["name"])
             else:
                 names.append(t["name"])
-        return [{"name": n} for n in names]
+        return [{"name": n, "vpc": None} for n in names]
+
+    def lb_class(self, lb):
+        if lb.get("class") and self.stack and "metallb" not in self.stack["components"]:
+            self.err(("load_balancer", "class"), "is MetalLB's loadBalancerClass; variant %s installs no MetalLB%s"
+                     % (self.stack["variant"], " (lb_announcer is cilium)" if self.stack["variant"] == "cilium" else ""))
+
+    def tenant_vpcs(self, spec, tenants, nets, cidrs, pools, nodes):
+        """Tenant VPCs: subnets apart from each other and everything else; EIPs and
+        floating IPs inside their external network and free; the external networks
+        carried by a node bridge. Fills tenants[].vpc; returns the external networks."""
+        by_name = {t["name"]: t for t in tenants}
+        taken = [(path, what, n.first, n.last) for path, what, n in cidrs]
+        taken += [(("networks", n["index"], "cidr"), "network %s (%s)" % (name, n["net"]), n["net"].first,
+                   n["net"].last) for name, n in nets.items() if n["net"] is not None]
+        taken += [(p["path"], "pool %s (%s)" % (p["name"], p["text"]), p["first"], p["last"])
+                  for p in pools if p.get("first") is not None]
+        variant = self.stack["variant"] if self.stack else None
+        externals = {}
+        for i, t in enumerate(spec["tenants"] or []):
+            if not t or not t.get("vpc") or t["name"] not in by_name:
+                continue
+            path, vpc = ("tenants", i, "vpc"), t["vpc"]
+            by_name[t["name"]]["vpc"] = None
+            if variant and variant != "kubeovn-cilium":
+                self.err(path, "tenant VPCs are Kube-OVN's; variant %s has no Kube-OVN" % variant)
+                continue
+            subnet = self.canonical(vpc["subnet"], path + ("subnet",))
+            if subnet is None:
+                continue
+            if subnet.prefixlen > 29:
+                self.err(path + ("subnet",), "%s is too small: at most /29 (gateway and pods)" % subnet)
+                continue
+            clash = next((o for o in taken if o[2] <= subnet.last and subnet.first <= o[3]), None)
+            if clash:
+                self.err(path + ("subnet",), "%s overlaps %s (%s)" % (subnet, clash[1], format_path(clash[0])))
+                continue
+            taken.append((path + ("subnet",), "tenant %s's subnet (%s)" % (t["name"], subnet), subnet.first,
+                          subnet.last))
+            out = {"subnet": str(subnet), "gateway": str(subnet[1]), "external_network": None, "eip": None,
+                   "floating_ips": []}
+            by_name[t["name"]]["vpc"] = out
+            ext_name = vpc.get("external_network")
+            if ext_name is None:
+                for key in ("eip", "floating_ips"):
+                    if vpc.get(key):
+                        self.err(path + (key,), "needs external_network (the network it lives in)")
+                continue
+            ext = self.external_network(ext_name, path + ("external_network",), nets, nodes, pools, externals)
+            if ext is None:
+                continue
+            out["external_network"] = ext_name
+            net = nets[ext_name]["net"]
+            if vpc.get("eip"):
+                if self.external_address(vpc["eip"], path + ("eip",), ext_name, net, pools,
+                                         "the EIP of tenant %s" % t["name"]):
+                    out["eip"] = vpc["eip"]
+            targets = set()
+            for j, fip in enumerate(vpc.get("floating_ips") or []):
+                if not fip or not fip["address"] or not fip["target"]:
+                    continue
+                fpath = path + ("floating_ips", j)
+                target = _ip(fip["target"])
+                if not _usable(subnet, target) or target == subnet[1]:
+                    self.err(fpath + ("target",), "%s is not a pod or VM address of the subnet %s (its gateway is "
+                             "%s)" % (target, subnet, subnet[1]))
+                    continue
+                if target in targets:
+                    self.err(fpath + ("target",), "%s already has a floating IP" % target)
+                    continue
+                if self.external_address(fip["address"], fpath + ("address",), ext_name, net, pools,
+                                         "a floating IP of tenant %s" % t["name"]):
+                    targets.add(target)
+                    out["floating_ips"].append({"address": fip["address"], "target": fip["target"]})
+        for ext in externals.values():
+            # Kube-OVN must not hand out (for the VPCs' router ports) what the
+            # fabric already uses there: node, router, gateway and VIP addresses, pools.
+            net = nets[ext["name"]]["net"]
+            # Tenants' own EIPs and floating IPs are claimed by address, so not excluded.
+            used = sorted(ip for ip, (opath, _) in self.owners.items() if ip in net and opath[0] != "tenants")
+            ext["exclude_ips"] = [str(ip) for ip in used] + [
+                "%s..%s" % (netaddr.IPAddress(max(p["first"], net.first)), netaddr.IPAddress(min(p["last"], net.last)))
+                for p in pools if p.get("first") is not None and p["first"] <= net.last and net.first <= p["last"]]
+        for i, t in enumerate(spec["tenants"] or []):
+            if t and by_name.get(t["name"], {}).get("vpc") and (t["name"] in externals or t["name"] in KUBE_OVN_NAMES):
+                self.err(("tenants", i, "name"), "%r is also the name of %s; a tenant VPC's Vpc and Subnet take the "
+                         "tenant's name" % (t["name"], "an external network's Subnet" if t["name"] in externals
+                                            else "one of Kube-OVN's own Vpc/Subnets"))
+        return sorted(externals.values(), key=lambda e: e["name"])
+
+    def external_network(self, name, path, nets, nodes, pools, externals):
+        """The external network of a tenant VPC: a spec network with a gateway,
+        reached through a bridge of the same name on every node that has one."""
+        if name in externals:
+            return externals[name]
+        net = nets.get(name)
+        if net is None:
+            self.err(path, "network %r does not exist (networks: %s)" % (name, ", ".join(nets)))
+            return None
+        if net["broken"] or net["net"] is None:
+            return None
+        if len(name) > 12:
+            self.err(path, "%r is longer than 12 characters: Kube-OVN names its provider network after it and "
+                     "refuses longer names" % name)
+            return None
+        if not net["gateway"]:
+            self.err(path, "network %s has no gateway; the VPCs route their egress to it" % name)
+            return None
+        if self.broken("nodes") or self.broken("host_network"):
+            return None
+        bridges = {}
+        for node in nodes.values():
+            nn = node["network"]
+            link = nn and nn["networks"].get(name)
+            if link and any(lk["name"] == link and lk["kind"] == "bridge" for lk in nn["links"]):
+                bridges.setdefault(link, []).append(node["name"])
+        if not bridges:
+            self.err(path, "no node has a bridge on network %s; add one to host_network.bridges (Kube-OVN's "
+                     "provider network takes it as its interface)" % name)
+            return None
+        if len(bridges) > 1:
+            self.err(path, "nodes reach network %s through different bridges (%s); name them alike" % (name, "; ".join(
+                "%s on %s" % (b, ", ".join(ns)) for b, ns in sorted(bridges.items()))))
+            return None
+        bridge, members = next(iter(bridges.items()))
+        if not any(nodes[n]["labels"].get(EXTERNAL_GW_LABEL) == "true" for n in members):
+            self.err(path, "no node with the bridge %s is labelled %s: \"true\" (Kube-OVN puts the VPCs' external "
+                     "router ports on those nodes); add it to nodes[].labels" % (bridge, EXTERNAL_GW_LABEL))
+            return None
+        externals[name] = {"name": name, "cidr": str(net["net"]), "gateway": net["gateway"], "vlan": net["vlan"],
+                           "bridge": bridge, "all_nodes": len(members) == len(nodes),
+                           # the subset only (nothing on group all grows with the nodes otherwise)
+                           "nodes": [] if len(members) == len(nodes) else members}
+        return externals[name]
+
+    def external_address(self, text, path, ext_name, net, pools, what):
+        ip = _ip(text)
+        if not _usable(net, ip):
+            self.err(path, "%s is outside the external network %s %s or not a usable host address"
+                     % (ip, ext_name, net))
+            return False
+        pool = next((p for p in pools if p.get("first") is not None and p["first"] <= int(ip) <= p["last"]), None)
+        if pool:
+            self.err(path, "%s is inside load-balancer pool %s (%s)" % (ip, pool["name"], pool["text"]))
+            return False
+        before = len(self.problems)
+        self.claim(ip, path, what)
+        return len(self.problems) == before
 
     def attachments(self, items, nets, nodes, pools):
         """Multus attachments: resolve each one's master link on the nodes; check IPAM ranges."""
@@ -816,10 +1063,13 @@ class _Builder(object):
                               "management_address": n["management_address"]} for n in cp],
             "routers": router_list,
             "load_balancer": {"pools": pool_out, "bgp_pools": bgp_pools,
-                              "l2_pools": [p for p in pool_out if p["mode"] == "l2"], "bgp": bgp_out},
+                              "l2_pools": [p for p in pool_out if p["mode"] == "l2"], "bgp": bgp_out,
+                              "class": (spec["load_balancer"] or {}).get("class")},
             "tenants": tenants,
             "attachments": self.attachment_list,
             "components": spec["components"],
+            "network_stack": self.stack,
+            "external_networks": self.external_networks,
         })
         node_vars = {}
         node_specs = {}

@@ -5,7 +5,8 @@
 
 Pure functions of ``rackboot_cluster`` (the inventory plugin's normalized
 cluster): Kube-OVN, Cilium (chained behind Kube-OVN as kube-proxy
-replacement), Multus thick, MetalLB, cozy-proxy and tenant isolation. The
+replacement, or alone under variant ``cilium``), Multus thick, MetalLB,
+cozy-proxy, tenant isolation and tenant VPCs. The
 roles call them through the filters in ``plugins/filter/network_stack.py``,
 so render mode and the install apply exactly the same data.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 from ansible_collections.rackboot.metal.plugins.plugin_utils.manifests import mirror_image, mirror_values
 
@@ -26,7 +28,8 @@ __all__ = [
     "cilium_cni_configmap", "cilium_cni_conflist", "multus_resources", "nad_resources",
     "metallb_values", "metallb_resources", "metallb_password_secret", "cozy_proxy_values",
     "tenant_resources", "tenant_policies", "CNI_CONFIGMAP", "CILIUM_CONFLIST", "KUBEPRISM_HOST",
-    "with_image_registry",
+    "with_image_registry", "variant", "cilium_lb_resources", "cilium_ipsec_secret", "network_stack_summary",
+    "tenant_vpc_resources",
     "NetworkStackError",
 ]
 
@@ -48,6 +51,7 @@ NAD_GROUP = "k8s.cni.cncf.io"
 MULTUS_IMAGE = "ghcr.io/k8snetworkplumbingwg/multus-cni"
 COZY_PROXY_IMAGE = "ghcr.io/cozystack/cozystack/cozy-proxy"
 TENANT_POLICY = "rackboot-tenant-isolation"
+CILIUM_IPSEC_SECRET = "cilium-ipsec-keys"
 
 
 class NetworkStackError(ValueError):
@@ -182,15 +186,79 @@ def cilium_cni_configmap(cluster, namespace=None):
     }
 
 
+def variant(cluster):
+    """The network-stack variant (``cluster.network_stack.variant``; kubeovn-cilium by default)."""
+    return (cluster.get("network_stack") or {}).get("variant") or "kubeovn-cilium"
+
+
+def _hubble(comp):
+    # Hubble's TLS certificates are made in the cluster by Cilium's certgen
+    # Job and renewed by its CronJob: the keys never pass through the
+    # controller or the artifacts, every render is byte-identical, and
+    # `helm upgrade` does not rotate them (method "helm" does all three wrong).
+    hubble = bool(comp.get("hubble", True))
+    return {"enabled": hubble, "relay": {"enabled": hubble},
+            "ui": {"enabled": bool(comp.get("hubble_ui", False)) and hubble},
+            "tls": {"enabled": True, "auto": {"enabled": True, "method": "cronJob"}}}
+
+
+def _cilium_standalone(cluster, host, port):
+    """Cilium alone (variant ``cilium``): its own cluster-pool IPAM, routing,
+    encryption, Maglev (with DSR when asked) and, as the announcer, LB-IPAM
+    with L2 announcements. Every key is one the chart's templates read
+    (tests/integration/test_network_stack_variants.py checks the cilium-config they make)."""
+    opts = cluster["network_stack"]
+    pod = cluster["pod_cidr"]
+    values = {
+        "kubeProxyReplacement": True,
+        "k8sServiceHost": host,
+        "k8sServicePort": port,
+        # Multus (thick) writes its own config beside 05-cilium.conflist.
+        "cni": {"exclusive": False},
+        "ipam": {"mode": "cluster-pool", "operator": {"clusterPoolIPv4PodCIDRList": [pod],
+                                                      "clusterPoolIPv4MaskSize": opts["pod_mask_size"]}},
+        "routingMode": opts["routing_mode"],
+        "bpf": {"masquerade": True},
+        "loadBalancer": {"algorithm": "maglev", "mode": "dsr" if opts["dsr"] else "snat"},
+        "l2announcements": {"enabled": opts["lb_announcer"] == "cilium"},
+        "operator": {"replicas": min(2, cluster["node_count"])},
+        "hubble": _hubble(_component(cluster, "cilium")),
+    }
+    if opts["routing_mode"] == "native":
+        # Every node shares the management L2 segment: Cilium installs the
+        # routes to the other nodes' pod blocks itself.
+        values.update(ipv4NativeRoutingCIDR=pod, autoDirectNodeRoutes=True)
+    else:
+        values["tunnelProtocol"] = opts["tunnel_protocol"]
+        if opts["dsr"]:
+            values["loadBalancer"]["dsrDispatch"] = "geneve"
+    if opts["encryption"] != "none":
+        values["encryption"] = {"enabled": True, "type": opts["encryption"]}
+    if opts["devices"]:
+        values["devices"] = list(opts["devices"])
+    return values
+
+
 def cilium_values(cluster, kubeprism_port=None):
-    """Cilium values: kube-proxy replacement, policy and Hubble on top of Kube-OVN's datapath.
+    """Cilium values: chained behind Kube-OVN (kube-proxy replacement, policy
+    and Hubble on top of Kube-OVN's datapath), or alone (variant ``cilium``).
 
     The image is the chart's own (pinned by digest), so the chart version pins it.
     """
-    comp = _component(cluster, "cilium")
-    hubble = bool(comp.get("hubble", True))
-    hubble_ui = bool(comp.get("hubble_ui", False)) and hubble
     host, port = cilium_api_endpoint(cluster, kubeprism_port)
+    if variant(cluster) == "cilium":
+        values = _cilium_standalone(cluster, host, port)
+    elif variant(cluster) == "kubeovn-cilium":
+        values = _cilium_chained(cluster, host, port)
+    else:
+        raise NetworkStackError("variant %s installs no Cilium" % variant(cluster))
+    if _talos(cluster):
+        # Talos mounts cgroup v2 itself; Cilium must not mount another.
+        values["cgroup"] = {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"}
+    return _with_overrides(cluster, "cilium", values)
+
+
+def _cilium_chained(cluster, host, port):
     values = {
         "kubeProxyReplacement": True,
         "k8sServiceHost": host,
@@ -222,17 +290,66 @@ def cilium_values(cluster, kubeprism_port=None):
         "loadBalancer": {"algorithm": "maglev"},
         "ipam": {"mode": "kubernetes"},
         "operator": {"replicas": min(2, cluster["node_count"])},
-        # Hubble's TLS certificates are made in the cluster by Cilium's certgen
-        # Job and renewed by its CronJob: the keys never pass through the
-        # controller or the artifacts, every render is byte-identical, and
-        # `helm upgrade` does not rotate them (method "helm" does all three wrong).
-        "hubble": {"enabled": hubble, "relay": {"enabled": hubble}, "ui": {"enabled": hubble_ui},
-                   "tls": {"enabled": True, "auto": {"enabled": True, "method": "cronJob"}}},
+        "hubble": _hubble(_component(cluster, "cilium")),
     }
-    if _talos(cluster):
-        # Talos mounts cgroup v2 itself; Cilium must not mount another.
-        values["cgroup"] = {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"}
-    return _with_overrides(cluster, "cilium", values)
+    return values
+
+
+def cilium_lb_resources(cluster):
+    """LB-IPAM pools and L2 announcement policies when Cilium announces
+    (``lb_announcer: cilium``): one CiliumLoadBalancerIPPool per pool and, per
+    L2 pool, a CiliumL2AnnouncementPolicy on the links of the pool's network,
+    limited to the nodes attached to it. Empty otherwise."""
+    opts = cluster.get("network_stack") or {}
+    if variant(cluster) != "cilium" or opts.get("lb_announcer") != "cilium":
+        return []
+    lb = cluster.get("load_balancer") or {}
+    interfaces = {a["pool"]: a["interfaces"] for a in opts.get("l2_announcements") or []}
+    out = []
+    for pool in lb.get("pools") or []:
+        blocks = [{"cidr": c} for c in pool["cidrs"]] if pool["cidr"] else \
+            [dict(zip(("start", "stop"), pool["addresses"][0].split("-")))]
+        out.append({"apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool",
+                    "metadata": _meta(pool["name"], labels={"rackboot.io/pool": pool["name"]}),
+                    "spec": {"blocks": blocks, "disabled": False,
+                             # autoAssign false: only Services that name the pool get an address.
+                             "serviceSelector": {} if pool["auto_assign"] else
+                             {"matchLabels": {"rackboot.io/pool": pool["name"]}}}})
+    for pool in lb.get("l2_pools") or []:
+        # No serviceSelector: every LoadBalancer Service. ARP for an address is
+        # only asked on the network that holds it, so the interfaces decide.
+        spec = {"loadBalancerIPs": True, "externalIPs": False,
+                "interfaces": ["^%s$" % re.escape(i) for i in interfaces.get(pool["name"], [])]}
+        if not pool["announce_all"]:
+            spec["nodeSelector"] = {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In",
+                                                          "values": list(pool["announce_nodes"])}]}
+        out.append({"apiVersion": "cilium.io/v2alpha1", "kind": "CiliumL2AnnouncementPolicy",
+                    "metadata": _meta(pool["name"]), "spec": spec})
+    return out
+
+
+def _vaulted_secret(name, namespace, kind, key, value, variable, empty_hint):
+    """A Secret whose one key comes from a vaulted variable. ``value=None`` gives
+    the render-mode placeholder: the Secret without its data, so the secret
+    never lands in the artifacts folder."""
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": kind, "metadata": _meta(name, namespace)}
+    if value is None:
+        secret["metadata"]["annotations"] = {
+            "rackboot.io/not-rendered": "stringData.%s comes from %s at install time" % (key, variable)}
+        return secret
+    if not str(value):
+        raise NetworkStackError("%s is empty; %s" % (variable, empty_hint))
+    secret["stringData"] = {key: str(value)}
+    return secret
+
+
+def cilium_ipsec_secret(keys, namespace=None):
+    """The ``cilium-ipsec-keys`` Secret Cilium's IPsec reads (key ``keys``), from
+    the vaulted ``rackboot_cilium_ipsec_keys``; ``keys=None`` gives the
+    render-mode placeholder without data."""
+    return _vaulted_secret(CILIUM_IPSEC_SECRET, namespace or DEFAULT_NAMESPACES["cilium"], "Opaque", "keys", keys,
+                           "rackboot_cilium_ipsec_keys", "encryption ipsec needs the key line (for example: "
+                           "3+ rfc4106(gcm(aes)) <40 hex digits> 128)")
 
 
 # ----------------------------------------------------------------------------
@@ -341,6 +458,10 @@ def metallb_values(cluster):
     ``speaker.frr`` mode is deprecated and mutually exclusive with it.
     """
     values = {"speaker": {"tolerateMaster": True}, "crds": {"enabled": True}}
+    lb_class = (cluster.get("load_balancer") or {}).get("class")
+    if lb_class:
+        # Controller and speakers serve only Services of this class (--lb-class).
+        values["loadBalancerClass"] = lb_class
     return _with_overrides(cluster, "metallb", values)
 
 
@@ -405,16 +526,79 @@ def metallb_password_secret(password, namespace=None, name="rackboot-bgp-passwor
     ``password=None`` gives the render-mode placeholder: the Secret without
     its data, so the password never lands in the artifacts folder.
     """
-    secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth",
-              "metadata": _meta(name, namespace or DEFAULT_NAMESPACES["metallb"])}
-    if password is None:
-        secret["metadata"]["annotations"] = {
-            "rackboot.io/not-rendered": "stringData.password comes from rackboot_bgp_password at install time"}
-        return secret
-    if not str(password):
-        raise NetworkStackError("rackboot_bgp_password is empty; MetalLB's BGP sessions need the routers' password")
-    secret["stringData"] = {"password": str(password)}
-    return secret
+    return _vaulted_secret(name, namespace or DEFAULT_NAMESPACES["metallb"], "kubernetes.io/basic-auth", "password",
+                           password, "rackboot_bgp_password", "MetalLB's BGP sessions need the routers' password")
+
+
+# ----------------------------------------------------------------------------
+# Tenant VPCs (Kube-OVN, OVN-native NAT)
+# ----------------------------------------------------------------------------
+KUBEOVN_GROUP = "kubeovn.io/v1"
+
+
+def _kubeovn(kind, name, spec, labels=None):
+    return {"apiVersion": KUBEOVN_GROUP, "kind": kind, "metadata": _meta(name, labels=labels), "spec": spec}
+
+
+def _address_name(address):
+    return address.replace(".", "-")
+
+
+def tenant_vpc_resources(cluster):
+    """Kube-OVN resources of the tenant VPCs, in the order they depend on each other.
+
+    Per external network: a ProviderNetwork on the node bridge rackboot's
+    node_network builds, a Vlan with ID 0 (the host's VLAN link under the
+    bridge tags already) and the underlay Subnet, which excludes what the
+    fabric uses there. Per tenant: a Vpc (its namespace bound to it, the
+    external subnet attached, a default route to its gateway) and its Subnet;
+    the subnet's egress SNATed to the tenant's EIP (OvnEip + OvnSnatRule) and
+    each floating IP a 1:1 dnat_and_snat (OvnEip + OvnFip). OVN NAT runs in the
+    VPC's logical router, so there is no NAT-gateway pod per tenant
+    (docs/network-stack.md, "Tenant VPCs")."""
+    out = []
+    for ext in cluster.get("external_networks") or []:
+        name = ext["name"]
+        labels = {"rackboot.io/external-network": name}
+        pn = {"defaultInterface": ext["bridge"]}
+        if not ext["all_nodes"]:
+            pn["nodeSelector"] = {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In",
+                                                        "values": list(ext["nodes"])}]}
+        out.append(_kubeovn("ProviderNetwork", name, pn, labels))
+        out.append(_kubeovn("Vlan", name, {"id": 0, "provider": name}, labels))
+        subnet = {"protocol": "IPv4", "cidrBlock": ext["cidr"], "gateway": ext["gateway"], "vlan": name}
+        if ext["exclude_ips"]:
+            subnet["excludeIps"] = list(ext["exclude_ips"])
+        out.append(_kubeovn("Subnet", name, subnet, labels))
+    nat = []
+    for tenant in cluster.get("tenants") or []:
+        vpc, name = tenant.get("vpc"), tenant["name"]
+        if not vpc:
+            continue
+        labels = {"rackboot.io/tenant": name}
+        ext = vpc["external_network"]
+        spec = {"namespaces": [name]}
+        if ext:
+            spec.update(enableExternal=True, extraExternalSubnets=[ext],
+                        staticRoutes=[{"cidr": "0.0.0.0/0", "nextHopIP": _external(cluster, ext)["gateway"],
+                                       "policy": "policyDst"}])
+        out.append(_kubeovn("Vpc", name, spec, labels))
+        out.append(_kubeovn("Subnet", name, {"vpc": name, "protocol": "IPv4", "cidrBlock": vpc["subnet"],
+                                             "gateway": vpc["gateway"], "namespaces": [name]}, labels))
+        if vpc["eip"]:
+            eip = "%s-snat" % name
+            nat.append(_kubeovn("OvnEip", eip, {"externalSubnet": ext, "type": "nat", "v4Ip": vpc["eip"]}, labels))
+            nat.append(_kubeovn("OvnSnatRule", name, {"ovnEip": eip, "vpcSubnet": name}, labels))
+        for fip in vpc["floating_ips"]:
+            fname = "%s-fip-%s" % (name, _address_name(fip["address"]))
+            nat.append(_kubeovn("OvnEip", fname, {"externalSubnet": ext, "type": "nat", "v4Ip": fip["address"]},
+                                labels))
+            nat.append(_kubeovn("OvnFip", fname, {"ovnEip": fname, "vpc": name, "v4Ip": fip["target"]}, labels))
+    return out + nat
+
+
+def _external(cluster, name):
+    return next(e for e in cluster["external_networks"] if e["name"] == name)
 
 
 # ----------------------------------------------------------------------------
@@ -431,10 +615,45 @@ def cozy_proxy_values(cluster, version=None, image=COZY_PROXY_IMAGE):
 # ----------------------------------------------------------------------------
 # Tenants
 # ----------------------------------------------------------------------------
+def _world(tenant, key, direction):
+    """A VPC tenant with an EIP reaches the outside; with floating IPs the outside reaches it."""
+    vpc = tenant.get("vpc") or {}
+    return [{direction: ["world"]}] if vpc.get(key) else []
+
+
+def _tenant_network_policy(cluster, tenant):
+    """The same isolation as a Kubernetes NetworkPolicy, for variant ``none``:
+    the CNI the cluster brings must enforce it. The API server is named by the
+    addresses a Service connection to it reaches after DNAT (the control
+    planes) and the VIP, since NetworkPolicy has no kube-apiserver entity."""
+    api = sorted(set([cluster["api_vip"]] + [n["management_address"] for n in cluster["controlplane"]]))
+    dns = [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": _meta(TENANT_POLICY, tenant["name"], {"rackboot.io/tenant": tenant["name"]}),
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [{"podSelector": {}}]}],
+            "egress": [
+                {"to": [{"podSelector": {}}]},
+                {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                         "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}], "ports": dns},
+                {"to": [{"ipBlock": {"cidr": a + "/32"}} for a in api],
+                 "ports": [{"port": cluster["api_port"], "protocol": "TCP"}]},
+            ],
+        },
+    }
+
+
 def tenant_policies(cluster):
-    """One default-deny CiliumNetworkPolicy per tenant: same namespace, DNS and the API server allowed."""
+    """One default-deny policy per tenant: same namespace, DNS and the API server allowed.
+    CiliumNetworkPolicy where Cilium runs, NetworkPolicy under variant ``none``."""
     out = []
     for tenant in cluster.get("tenants") or []:
+        if variant(cluster) == "none":
+            out.append(_tenant_network_policy(cluster, tenant))
+            continue
         out.append({
             "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
             "metadata": _meta(TENANT_POLICY, tenant["name"], {"rackboot.io/tenant": tenant["name"]}),
@@ -444,8 +663,8 @@ def tenant_policies(cluster):
                 # An empty selector is every pod of the policy's namespace.
                 "endpointSelector": {},
                 "enableDefaultDeny": {"ingress": True, "egress": True},
-                "ingress": [{"fromEndpoints": [{}]}],
-                "egress": [
+                "ingress": [{"fromEndpoints": [{}]}] + _world(tenant, "floating_ips", "fromEntities"),
+                "egress": _world(tenant, "eip", "toEntities") + [
                     {"toEndpoints": [{}]},
                     {"toEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "kube-system",
                                                       "k8s:k8s-app": "kube-dns"}}],
@@ -455,6 +674,21 @@ def tenant_policies(cluster):
             },
         })
     return out
+
+
+def network_stack_summary(cluster):
+    """What the variant installs, as text for render mode (``network-stack.txt``):
+    under ``none`` it is where rackboot says it installs no CNI."""
+    v = variant(cluster)
+    comps = (cluster.get("network_stack") or {}).get("components") or []
+    lines = ["network stack variant: %s" % v,
+             "installs: %s" % (", ".join(comps) or "nothing"),
+             "tenant isolation: %s per tenant" % (
+                 "NetworkPolicy" if v == "none" else "CiliumNetworkPolicy")]
+    if v == "none":
+        lines.append("no CNI: rackboot installs none. Nodes stay NotReady until the CNI you bring runs; it "
+                     "must replace kube-proxy (disabled on Talos and kubeadm alike) and enforce NetworkPolicy.")
+    return "\n".join(lines) + "\n"
 
 
 def tenant_resources(cluster):

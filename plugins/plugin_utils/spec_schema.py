@@ -146,6 +146,46 @@ _BRIDGE = {
 }
 
 
+NETWORK_STACK_VARIANTS = ["kubeovn-cilium", "cilium", "none"]
+NETWORK_STACK_FIELDS = {
+    "variant": Field("str", default="kubeovn-cilium", choices=NETWORK_STACK_VARIANTS,
+                     doc="kubeovn-cilium: Kube-OVN with Cilium chained; cilium: Cilium alone; "
+                         "none: no CNI (bring your own)"),
+    "pod_mask_size": Field("int", min=16, max=28, doc="cilium: prefix length of each node's block of "
+                                                      "cluster.pod_cidr (cluster-pool IPAM); default 24"),
+    "routing_mode": Field("str", choices=["native", "tunnel"], doc="cilium: pod traffic between nodes routed "
+                                                                   "natively (nodes share L2) or tunnelled; "
+                                                                   "default tunnel"),
+    "tunnel_protocol": Field("str", choices=["vxlan", "geneve"], doc="cilium with routing_mode tunnel; "
+                                                                     "default geneve"),
+    "encryption": Field("str", choices=["none", "wireguard", "ipsec"],
+                        doc="cilium: transparent encryption of pod traffic; default none (ipsec needs the "
+                            "vaulted rackboot_cilium_ipsec_keys)"),
+    "devices": Field("list", item=Field("ifname"), min_items=1,
+                     doc="cilium: node interfaces Cilium attaches to (NodePort, L2 announcements); "
+                         "default: Cilium detects them"),
+    "dsr": Field("bool", doc="cilium: direct server return for load-balanced traffic (Maglev backend "
+                             "selection either way); default false"),
+    "lb_announcer": Field("str", choices=["metallb", "cilium"],
+                          doc="cilium: who announces LoadBalancer addresses: MetalLB, or Cilium's LB-IPAM "
+                              "and L2 announcements (L2 pools only); default metallb"),
+}
+
+
+TENANT_VPC_FIELDS = {
+    "subnet": Field("cidr", required=True, doc="the tenant's subnet (Kube-OVN Subnet in the tenant's Vpc); its "
+                                               "first address is the gateway"),
+    "external_network": Field("name", doc="spec network the VPC reaches the outside through (a node bridge on "
+                                          "it carries the Kube-OVN provider network)"),
+    "eip": Field("ipv4", doc="address in external_network the subnet's egress is SNATed to"),
+    "floating_ips": Field("list", default=[], doc="1:1 NAT of an external address to a pod or VM address",
+                          item=Field("dict", fields={
+                              "address": Field("ipv4", required=True, doc="address in external_network"),
+                              "target": Field("ipv4", required=True, doc="pod or VM address in the subnet"),
+                          })),
+}
+
+
 def _host_network_fields(partial):
     """host_network at the top level, or as a per-node override (all optional, nullable)."""
     return {
@@ -169,9 +209,11 @@ SPEC = Field("dict", required=True, fields={
                               doc="node operating system / bootstrapper"),
         "kubernetes_version": Field("version", required=True, doc='Kubernetes version, quoted ("1.34.1")'),
         "domain": Field("dnsname", default="cozy.local", doc="cluster DNS domain"),
-        "pod_cidr": Field("cidr", default="10.244.0.0/16", doc="shared pod CIDR (Kube-OVN)"),
+        "pod_cidr": Field("cidr", default="10.244.0.0/16", doc="pod CIDR: Kube-OVN's shared subnet, or "
+                                                                "Cilium's cluster-pool under variant cilium"),
         "service_cidr": Field("cidr", default="10.96.0.0/16", doc="service CIDR"),
-        "join_cidr": Field("cidr", default="100.64.0.0/16", doc="Kube-OVN node-to-pod join CIDR"),
+        "join_cidr": Field("cidr", default="100.64.0.0/16", doc="Kube-OVN node-to-pod join CIDR (variant "
+                                                                 "kubeovn-cilium only)"),
         "api_vip": Field("ipv4", required=True, doc="floating Kubernetes API address on the management network"),
         "api_port": Field("int", default=6443, min=1, max=65535, doc="Kubernetes API port"),
         "management_network": Field("name", doc="network of node addresses, SSH and the API VIP; "
@@ -180,6 +222,11 @@ SPEC = Field("dict", required=True, fields={
                            doc="extra names/addresses for the API server certificate"),
         "image_registry": Field("str", doc="local registry (host[:port][/prefix]) every network-stack image is "
                                            "pulled from, same path/tag/digest; default: the upstream registries"),
+        # The variant and its options; cluster_model refuses options of another variant
+        # (docs/network-stack.md). Options without a schema default are None when not
+        # written, so the model can tell what the engineer asked for.
+        "network_stack": Field("dict", default={}, doc="CNI design: variant and the options of that variant",
+                               fields=NETWORK_STACK_FIELDS),
     }),
     "networks": Field("list", required=True, min_items=1, doc="L2 segments of the fabric",
                       item=Field("dict", fields={
@@ -224,6 +271,9 @@ SPEC = Field("dict", required=True, fields={
                                                 doc="announce a default route to the nodes"),
                      })),
     "load_balancer": Field("dict", default={}, doc="MetalLB pools and BGP", fields={
+        "class": Field("label_key", doc="MetalLB serves only Services with this spec.loadBalancerClass "
+                                        "(so it does not fight another LB controller); default: every Service "
+                                        "without a class"),
         "pools": Field("list", default=[], doc="LoadBalancer address pools",
                        item=Field("dict", fields={
                            "name": Field("name", required=True, doc="pool name"),
@@ -252,6 +302,9 @@ SPEC = Field("dict", required=True, fields={
     "tenants": Field("list", default=[], doc="namespaces isolated by default-deny policies",
                      item=Field("dict", fields={
                          "name": Field("name", required=True, doc="namespace name"),
+                         "vpc": Field("dict", fields=TENANT_VPC_FIELDS,
+                                      doc="kubeovn-cilium only: the tenant's own Kube-OVN VPC and subnet, with "
+                                          "egress and floating IPs on an external network"),
                      })),
     # Multus secondary networks (NetworkAttachmentDefinitions); see docs/network-stack.md.
     "attachments": Field("list", default=[], doc="Multus secondary networks for pods (NetworkAttachmentDefinitions)",

@@ -1,0 +1,354 @@
+# -*- coding: utf-8 -*-
+"""Render the network-stack variants (cluster.network_stack) with ansible-playbook.
+
+The examples are tests/specs/cilium.yml (Cilium alone, Talos) and
+tests/specs/none.yml (no CNI, kubeadm), each rendered for the other
+distribution too, and the lab spec switched to Cilium alone with native
+routing, IPsec and MetalLB over BGP. What each one renders is checked
+against the spec (never against the builders): which components are there,
+the cilium-config the real chart makes from the values (a setting the chart
+ignores fails), the LB-IPAM pools and L2 policies, the tenant policies. The
+roles validate every resource against the strict Kubernetes schemas and the
+pinned CRDs while rendering; this test validates them again. Nothing here
+has run against a real cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from ansible_collections.rackboot.metal.plugins.plugin_utils import manifests as mf
+from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream
+from test_network_stack_render import (  # noqa: I100 - the sibling test module's helpers
+    INSTALL, PLAYBOOK, REPO, _docs, _leaf_paths, _optional, _recap, _run, _schema_paths, _tree)
+
+pytestmark = pytest.mark.slow
+
+# Chart keys the templates read that values.schema.json (made from values.yaml)
+# only has in comments; see cilium's templates/cilium-configmap.yaml.
+CILIUM_TEMPLATE_ONLY_KEYS = {("devices",), ("loadBalancer", "algorithm"), ("loadBalancer", "mode"),
+                             ("loadBalancer", "dsrDispatch")}
+SPECS = REPO / "tests" / "specs"
+
+
+def _load(name):
+    return yaml.safe_load((SPECS / name).read_text())
+
+
+def _lab_cilium():
+    spec = yaml.safe_load((REPO / "inventories/lab/cluster.yml").read_text())
+    spec["cluster"]["network_stack"] = {"variant": "cilium", "routing_mode": "native", "encryption": "ipsec",
+                                        "pod_mask_size": 26}
+    return spec
+
+
+def _as(spec, distribution):
+    spec = copy.deepcopy(spec)
+    spec["cluster"]["distribution"] = distribution
+    return spec
+
+
+CASES = {
+    "cilium-talos": lambda: _load("cilium.yml"),
+    "cilium-kubeadm": lambda: _as(_load("cilium.yml"), "kubeadm"),
+    "cilium-lab-bgp": _lab_cilium,
+    "none-kubeadm": lambda: _load("none.yml"),
+    "none-talos": lambda: _as(_load("none.yml"), "talos"),
+    "tenant-vpcs-talos": lambda: _load("tenant-vpcs.yml"),
+    "tenant-vpcs-kubeadm": lambda: _as(_load("tenant-vpcs.yml"), "kubeadm"),
+}
+
+
+def _inventory(tmp, spec):
+    inv = tmp / "inv"
+    shutil.copytree(REPO / "inventories" / "lab", inv, ignore=shutil.ignore_patterns("artifacts", "secrets"))
+    (inv / "vault-password.txt").chmod(0o600)
+    (inv / "cluster.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return inv
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def rendered(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(request.param)
+    spec = CASES[request.param]()
+    inv = _inventory(tmp, spec)
+    out = tmp / "artifacts"
+    first = _run(inv, PLAYBOOK, "-e", "rackboot_artifacts_dir=%s" % out, vault="lab@%s" % (inv / "vault-password.txt"))
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    tree = _tree(out)
+    second = _run(inv, PLAYBOOK, "-e", "rackboot_artifacts_dir=%s" % out, vault="lab@%s" % (inv / "vault-password.txt"))
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
+    return {"case": request.param, "spec": spec, "dir": out, "tree": tree, "second": second, "inv": inv}
+
+
+def _variant(spec):
+    return _opts(spec).get("variant", "kubeovn-cilium")
+
+
+def _opts(spec):
+    return spec["cluster"].get("network_stack") or {}
+
+
+def _announcer(spec):
+    return _opts(spec).get("lb_announcer", "metallb")
+
+
+def _pod_cidr(spec):
+    return spec["cluster"].get("pod_cidr", "10.244.0.0/16")     # the schema's default
+
+
+def _cilium_config(out):
+    docs = _docs(out / "cilium/manifests.yaml")
+    return next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "cilium-config")["data"]
+
+
+def _expected_dirs(spec):
+    if _variant(spec) == "kubeovn-cilium":
+        return {"kube-ovn", "cilium", "multus", "metallb", "cozy-proxy", "tenants"}
+    if _variant(spec) == "none":
+        return {"metallb", "tenants"} if spec.get("load_balancer", {}).get("pools") else {"tenants"}
+    dirs = {"cilium", "multus", "tenants"}
+    if _announcer(spec) == "metallb":
+        dirs.add("metallb")
+    return dirs
+
+
+def test_only_the_variants_components_are_rendered(rendered):
+    dirs = {p.split("/")[0] for p in rendered["tree"] if "/" in p}
+    assert dirs == _expected_dirs(rendered["spec"])
+    # Never Kube-OVN or cozy-proxy outside kubeovn-cilium; the default variant's files as before.
+    assert bool(dirs & {"kube-ovn", "cozy-proxy"}) == (_variant(rendered["spec"]) == "kubeovn-cilium")
+    assert ("network-stack.txt" in rendered["tree"]) == (_variant(rendered["spec"]) != "kubeovn-cilium")
+
+
+def test_rerender_is_idempotent(rendered):
+    assert _recap(rendered["second"].stdout)["changed"] == 0
+    assert _tree(rendered["dir"]) == rendered["tree"]
+
+
+def test_every_resource_validates_against_the_schemas_and_crds(rendered):
+    validator = mf.validator()
+    count = 0
+    for path in sorted(rendered["dir"].rglob("*.yaml")):
+        if path.name in ("values.yaml", "chart.yaml"):
+            continue
+        docs = _docs(path)
+        validator.add_crds([d for d in docs if d.get("kind") == "CustomResourceDefinition"])
+        assert validator.problems(docs, path.name) == []
+        count += len(docs)
+    assert count > 0
+
+
+def test_none_says_it_installs_no_cni(rendered):
+    if _variant(rendered["spec"]) == "kubeovn-cilium":
+        pytest.skip("the default variant writes no network-stack.txt")
+    text = (rendered["dir"] / "network-stack.txt").read_text()
+    assert text.startswith("network stack variant: %s\n" % _variant(rendered["spec"]))
+    assert ("no CNI" in text) == (_variant(rendered["spec"]) == "none")
+
+
+def test_cilium_config_follows_the_spec(rendered):
+    spec = rendered["spec"]
+    if _variant(spec) != "cilium":
+        pytest.skip("variant %s has no Cilium" % _variant(spec))
+    opts, cm = _opts(spec), _cilium_config(rendered["dir"])
+    mode = opts.get("routing_mode", "tunnel")
+    assert cm["routing-mode"] == mode
+    if mode == "tunnel":
+        assert cm["tunnel-protocol"] == opts.get("tunnel_protocol", "geneve")
+    else:
+        assert cm["ipv4-native-routing-cidr"] == _pod_cidr(spec)
+        assert cm["auto-direct-node-routes"] == "true"
+    assert cm["ipam"] == "cluster-pool"
+    assert cm["cluster-pool-ipv4-cidr"] == _pod_cidr(spec)
+    assert cm["cluster-pool-ipv4-mask-size"] == str(opts.get("pod_mask_size", 24))
+    encryption = opts.get("encryption", "none")
+    assert cm.get("enable-wireguard", "false") == ("true" if encryption == "wireguard" else "false")
+    assert cm.get("enable-ipsec", "false") == ("true" if encryption == "ipsec" else "false")
+    assert cm["bpf-lb-mode"] == ("dsr" if opts.get("dsr") else "snat")
+    assert cm["bpf-lb-algorithm"] == "maglev"
+    if opts.get("dsr") and mode == "tunnel":
+        assert cm["bpf-lb-dsr-dispatch"] == "geneve"
+    assert cm["kube-proxy-replacement"] == "true"
+    assert cm.get("enable-l2-announcements", "false") == ("true" if _announcer(spec) == "cilium" else "false")
+    assert cm["cni-exclusive"] == "false"          # Multus keeps its config
+    assert cm.get("cni-chaining-mode", "none") == "none"
+    if opts.get("devices"):
+        assert cm["devices"] == " ".join(opts["devices"])
+    daemon = json.loads(next(d for d in _docs(rendered["dir"] / "multus/manifests.yaml")
+                             if d["kind"] == "ConfigMap")["data"]["daemon-config.json"])
+    assert daemon["multusMasterCNI"] == "05-cilium.conflist"
+
+
+def test_cilium_values_validate_against_the_chart_schema(rendered):
+    if _variant(rendered["spec"]) != "cilium":
+        pytest.skip("no Cilium")
+    values = yaml.safe_load((rendered["dir"] / "cilium/values.yaml").read_text())
+    schema = json.loads(Path(upstream.path("cilium_values_schema")).read_text())
+    jsonschema.validate(values, _optional(schema), cls=jsonschema.Draft7Validator)
+    unknown = {p for p in _leaf_paths(values) if p not in set(_schema_paths(schema))} - CILIUM_TEMPLATE_ONLY_KEYS
+    assert not unknown, sorted(".".join(p) for p in unknown)
+
+
+def _uplink_link(spec, network):
+    """The node link of a network, from the spec: the uplink, or its VLAN subinterface."""
+    net = next(n for n in spec["networks"] if n["name"] == network)
+    hn = spec["host_network"]
+    uplink = hn["bond"]["name"] if hn.get("bond") else hn["interface"]
+    return uplink if net.get("vlan") is None else "%s.%d" % (uplink, net["vlan"])
+
+
+def test_cilium_announces_the_spec_pools(rendered):
+    spec = rendered["spec"]
+    path = rendered["dir"] / "cilium/lb-resources.yaml"
+    if _variant(spec) != "cilium":
+        assert not path.exists()       # the chained variant leaves announcing to MetalLB
+        return
+    docs = _docs(path)
+    if _announcer(spec) != "cilium":
+        assert docs == []
+        return
+    pools = spec["load_balancer"]["pools"]
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d["spec"]
+    assert set(by_kind["CiliumLoadBalancerIPPool"]) == {p["name"] for p in pools}
+    for p in pools:
+        got = by_kind["CiliumLoadBalancerIPPool"][p["name"]]
+        want = [{"cidr": p["cidr"]}] if "cidr" in p else [dict(zip(("start", "stop"), p["range"].split("-")))]
+        assert got["blocks"] == want
+        assert (got["serviceSelector"] == {}) == p.get("auto_assign", True)
+    l2 = [p for p in pools if p["mode"] == "l2"]
+    assert set(by_kind["CiliumL2AnnouncementPolicy"]) == {p["name"] for p in l2}
+    nets = {n["name"]: n for n in spec["networks"]}
+    import ipaddress
+    for p in l2:
+        first = ipaddress.ip_address((p.get("range") or p["cidr"]).split("-")[0].split("/")[0])
+        network = next(name for name, n in nets.items() if first in ipaddress.ip_network(n["cidr"]))
+        policy = by_kind["CiliumL2AnnouncementPolicy"][p["name"]]
+        assert policy["interfaces"] == ["^%s$" % _uplink_link(spec, network).replace(".", "\\.")]
+        assert policy["loadBalancerIPs"] is True
+        on_net = sorted(n["name"] for n in spec["nodes"] if network in n["addresses"])
+        if len(on_net) < len(spec["nodes"]):
+            assert policy["nodeSelector"]["matchExpressions"][0]["values"] == on_net
+        else:
+            assert "nodeSelector" not in policy
+
+
+def test_ipsec_key_is_never_rendered(rendered):
+    spec = rendered["spec"]
+    path = rendered["dir"] / "cilium/ipsec-keys-secret.yaml"
+    if _variant(spec) != "cilium":
+        assert not path.exists()
+        return
+    docs = _docs(path)
+    if _opts(spec).get("encryption") == "ipsec":
+        assert [d["metadata"]["name"] for d in docs] == ["cilium-ipsec-keys"]
+        assert "stringData" not in docs[0] and "data" not in docs[0]
+    else:
+        assert docs == []
+
+
+def test_tenants_are_isolated_in_every_variant(rendered):
+    spec = rendered["spec"]
+    docs = _docs(rendered["dir"] / "tenants/tenants.yaml")
+    tenants = [t["name"] for t in spec["tenants"]]
+    kind = "NetworkPolicy" if _variant(spec) == "none" else "CiliumNetworkPolicy"
+    policies = [d for d in docs if d["kind"] == kind]
+    assert sorted(d["metadata"]["namespace"] for d in policies) == sorted(tenants)
+    assert not [d for d in docs if d["kind"] not in (kind, "Namespace")]
+    vpcs = {t["name"]: t.get("vpc") or {} for t in spec["tenants"]}
+    for pol in policies if kind == "CiliumNetworkPolicy" else []:
+        vpc = vpcs[pol["metadata"]["namespace"]]
+        assert ({"toEntities": ["world"]} in pol["spec"]["egress"]) == bool(vpc.get("eip"))
+        assert ({"fromEntities": ["world"]} in pol["spec"]["ingress"]) == bool(vpc.get("floating_ips"))
+    if kind == "NetworkPolicy":
+        for pol in policies:
+            assert pol["spec"]["podSelector"] == {} and pol["spec"]["policyTypes"] == ["Ingress", "Egress"]
+            api = {b["ipBlock"]["cidr"] for rule in pol["spec"]["egress"] for b in rule["to"] if "ipBlock" in b}
+            cps = {n["addresses"]["mgmt"] + "/32" for n in spec["nodes"] if n["role"] == "controlplane"}
+            assert api == cps | {spec["cluster"]["api_vip"] + "/32"}
+
+
+def test_install_in_check_mode_stops_cleanly_without_a_cluster(rendered):
+    """The install path starts with the variant's first component and stops at its cluster check."""
+    if rendered["case"] not in ("cilium-talos", "none-kubeadm", "tenant-vpcs-kubeadm"):
+        pytest.skip("one install run per variant")
+    inv, kubeconfig = rendered["inv"], rendered["dir"] / "absent.kubeconfig"
+    got = _run(inv, INSTALL, "--check", "-e", "rackboot_kubeconfig=%s" % kubeconfig,
+               "-e", "rackboot_artifacts_dir=%s" % (rendered["dir"].parent / "install"),
+               vault="lab@%s" % (inv / "vault-password.txt"))
+    text = got.stdout + got.stderr
+    assert got.returncode == 2, text[-3000:]
+    assert "Traceback" not in text
+    first = "MetalLB" if _variant(rendered["spec"]) == "none" else "Cilium"
+    assert "%s: the Kubernetes API of cluster %s is not reachable with kubeconfig %s" % (
+        first, rendered["spec"]["cluster"]["name"], kubeconfig) in text
+    assert "Kube-OVN |" not in text      # the first component stops the run
+    assert _recap(got.stdout)["changed"] == 0
+
+
+# --------------------------------------------------------------------------
+# Tenant VPCs (tests/specs/tenant-vpcs.yml)
+# --------------------------------------------------------------------------
+def test_tenant_vpcs_follow_the_spec(rendered):
+    spec = rendered["spec"]
+    path = rendered["dir"] / "kube-ovn/tenant-vpcs.yaml"
+    vpcs = {t["name"]: t["vpc"] for t in spec.get("tenants", []) if t.get("vpc")}
+    if not vpcs:
+        assert not path.exists()
+        return
+    docs = _docs(path)
+    got = {(d["kind"], d["metadata"]["name"]): d["spec"] for d in docs}
+    nets = {n["name"]: n for n in spec["networks"]}
+    bridges = {b["network"]: b["name"] for b in spec["host_network"]["bridges"]}
+    externals = {v["external_network"] for v in vpcs.values() if v.get("external_network")}
+    for name in externals:
+        assert got[("ProviderNetwork", name)]["defaultInterface"] == bridges[name]
+        assert got[("Vlan", name)] == {"id": 0, "provider": name}       # the host's VLAN link tags
+        sub = got[("Subnet", name)]
+        assert (sub["cidrBlock"], sub["gateway"], sub["vlan"]) == (nets[name]["cidr"], nets[name]["gateway"], name)
+        # What the fabric uses there is not Kube-OVN's to hand out.
+        on_net = {n["addresses"][name] for n in spec["nodes"] if name in n["addresses"]}
+        assert on_net <= set(sub.get("excludeIps", []))
+    for tenant, vpc in vpcs.items():
+        ext = vpc.get("external_network")
+        v = got[("Vpc", tenant)]
+        assert v["namespaces"] == [tenant]
+        if ext:
+            assert v["extraExternalSubnets"] == [ext] and v["enableExternal"] is True
+            assert v["staticRoutes"] == [{"cidr": "0.0.0.0/0", "nextHopIP": nets[ext]["gateway"], "policy": "policyDst"}]
+        assert got[("Subnet", tenant)]["cidrBlock"] == vpc["subnet"] and got[("Subnet", tenant)]["vpc"] == tenant
+        eips = {s_["v4Ip"]: (n, s_) for (k, n), s_ in got.items() if k == "OvnEip" and n.startswith(tenant + "-")}
+        if vpc.get("eip"):
+            name, eip = eips[vpc["eip"]]
+            assert eip["externalSubnet"] == ext
+            assert got[("OvnSnatRule", tenant)] == {"ovnEip": name, "vpcSubnet": tenant}
+        for fip in vpc.get("floating_ips", []):
+            name, eip = eips[fip["address"]]
+            assert eip["externalSubnet"] == ext
+            assert got[("OvnFip", name)] == {"ovnEip": name, "vpc": tenant, "v4Ip": fip["target"]}
+    # Dependencies first: networks before VPCs before NAT.
+    order = [d["kind"] for d in docs]
+    assert order.index("Vpc") > max(i for i, k in enumerate(order) if k in ("ProviderNetwork", "Vlan"))
+    assert min(i for i, k in enumerate(order) if k.startswith("Ovn")) > max(i for i, k in enumerate(order)
+                                                                            if k in ("Vpc", "Subnet"))
+
+
+def test_metallb_load_balancer_class_reaches_controller_and_speakers(rendered):
+    lb_class = rendered["spec"].get("load_balancer", {}).get("class")
+    if "metallb" not in _expected_dirs(rendered["spec"]):
+        pytest.skip("no MetalLB")
+    pods = [d for d in _docs(rendered["dir"] / "metallb/manifests.yaml") if d["kind"] in ("Deployment", "DaemonSet")
+            and d["metadata"]["name"] in ("metallb-controller", "metallb-speaker")]
+    assert len(pods) == 2
+    for d in pods:
+        args = [a for c in d["spec"]["template"]["spec"]["containers"] for a in c.get("args", [])]
+        assert ("--lb-class=%s" % lb_class in args) if lb_class else not [a for a in args if a.startswith("--lb-class")]
