@@ -135,7 +135,8 @@ def test_lab_up(lab):
         assert sorted(row["nexthops"]) == sorted(NODES)
         assert all(s["state"] == "Established" and s["md5"] and s["bfd"] == "up" for s in row["sessions"].values())
         # TCP-MD5 on every BGP socket, from the kernel's socket table.
-        assert on_router(router, "ss", "-tniH", "state", "established", "( sport = :179 )").count("md5") == 3
+        assert on_router(router, "ss", "-tniH", "state", "established",
+                         "( sport = :179 or dport = :179 )").count("md5") == 3
     # Printed in the output.
     for word in ("Second converge: 0 changed", "stand-in", "not applied", "dropped"):
         assert word in res.stdout, word
