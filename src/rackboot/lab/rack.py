@@ -260,11 +260,11 @@ class RackLab:
         (self.overlay / "hosts.yml").write_text(header + yaml.safe_dump({"all": {"hosts": dict.fromkeys(hosts)}}))
         for name, hv in hosts.items():
             (self.overlay / "host_vars" / f"{name}.yml").write_text(header + yaml.safe_dump(hv, sort_keys=False))
-        # What this machine lacks: no pkgs.k8s.io (QEMU's user network is restricted), so
-        # node_os installs no Kubernetes packages here; everything else it does for real.
         # TCG guests answer slowly (mitogen's first connection ships its core).
         (self.overlay / "group_vars" / "all.yml").write_text(header + yaml.safe_dump(
             {"rackboot_preflight_timeout": 120}, sort_keys=False))
+        # What this machine lacks: no pkgs.k8s.io (QEMU's user network is restricted), so
+        # node_os installs no Kubernetes packages here; everything else it does for real.
         (self.overlay / "group_vars" / "kubeadm.yml").write_text(header + yaml.safe_dump(
             {"node_os_kubernetes_packages": [], "node_os_package_source": "none"}, sort_keys=False))
 
