@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .lab import LabError
-from .rack import SPEAKERS, RackLab, containers_env, load_spec
+from .rack import SPEAKERS, RackLab, ansible_lab_env, containers_env, load_spec
 
 DEFAULT_SPEC = "inventories/lab"
 # site.yml's order, the stages this machine can run for real.
@@ -138,7 +138,7 @@ def up(spec_dir, cut_node):
     from rackboot.cli import _console
 
     console = _console()
-    with containers_env():
+    with containers_env(), ansible_lab_env():
         rl, vault = _open(spec_dir)
         t0 = time.monotonic()
         fresh = not rl.running()
@@ -148,12 +148,19 @@ def up(spec_dir, cut_node):
             else:
                 rl.write_overlay()
             t_hosts = time.monotonic() - t0
-            console.print(Text("lab %s: hosts %s in %.0f s" % (rl.lab.name, "started" if fresh else "already running",
-                                                               t_hosts), style="bold"))
-            first = _converge(rl, vault, console, STAGES + [("metallb-stand-in", [str(SPEAKERS)], [])])
+            console.print(Text("lab %s: hosts %s in %.0f s%s" % (
+                rl.lab.name, "started" if fresh else "already running", t_hosts,
+                ", the VMs boot while the routers are configured" if fresh else ""), style="bold"))
+            first = _converge(rl, vault, console, STAGES[:1])
+            # The render contacts no host: it runs while the VMs still boot.
             render = _converge(rl, vault, console, [("render", ["render.yml"],
                                                      ["-e", "rackboot_artifacts_dir=%s" % (rl.lab.dir / "artifacts")])])
-            figures = {"fresh": fresh, "hosts_s": round(t_hosts, 1),
+            t_boot = rl.wait_boot()
+            if fresh:
+                console.print(Text("lab %s: VMs answer ssh (%.0f s more after the routers stage and the render)"
+                                   % (rl.lab.name, t_boot), style="bold"))
+            first += _converge(rl, vault, console, STAGES[1:] + [("metallb-stand-in", [str(SPEAKERS)], [])])
+            figures = {"fresh": fresh, "hosts_s": round(t_hosts, 1), "boot_wait_s": round(t_boot, 1),
                        "converge": [{"stage": s, "changed": c, "seconds": round(d, 1)} for s, c, _f, d, _ in first]}
             figures.update(_figures(rl, console))
             if fresh:
@@ -170,6 +177,22 @@ def up(spec_dir, cut_node):
         figures["up_s"] = round(time.monotonic() - t0, 1)
         path = _write_figures(rl, figures)
         _print_tail(console, rl, figures, render, path)
+        wrong = _mismatches(figures)
+        if wrong:
+            raise click.ClickException("the lab does not match the spec: " + "; ".join(wrong))
+
+
+def _mismatches(f) -> list[str]:
+    """What `lab up` measured that differs from the spec's model (empty: all of it holds)."""
+    from .figures import link_ok, router_ok
+
+    out = ["links of %s" % r["node"] for r in f["links"] if not link_ok(r)]
+    out += ["BGP on %s" % r["router"] for r in f["routers"] if not router_ok(r)]
+    if "failover" in f:
+        out += ["%s never dropped %s" % (r, f["failover"]["node"])
+                for r, secs in f["failover"]["dropped_after_s"].items() if secs is None]
+        out += ["second converge changed %s" % c["stage"] for c in f["second_converge"] if c["changed"]]
+    return out
 
 
 def _print_tail(console, rl, f, render, path):

@@ -120,8 +120,9 @@ def md5_peers(rl: RackLab, router: str) -> dict[str, bool]:
     for line in out.splitlines():
         if not line[:1].isspace():
             fields = line.split()
-            addrs = [f for f in fields if re.match(r"^[\d.]+:\d+$", f)]
-            current = addrs[1].rsplit(":", 1)[0] if len(addrs) >= 2 else None
+            # ADDR:PORT, or ADDR%IFACE:PORT for a socket bound to a device (BIRD's outgoing sessions)
+            addrs = [m.group(1) for m in (re.match(r"^([\d.]+)(?:%\S+)?:\d+$", f) for f in fields) if m]
+            current = addrs[1] if len(addrs) >= 2 else None
             if current:
                 peers[current] = "md5" in line
         elif current:

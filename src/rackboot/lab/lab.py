@@ -373,8 +373,8 @@ class Lab:
         raise LabError(f"lab {self.name}: VM {vm} has no fabric NIC {guest!r} ({[n.guest for n in v.nics]})")
 
     # create / destroy ----------------------------------------------------
-    def create(self, vms: list[Vm], boot_timeout: float = 420) -> list[Vm]:
-        """Destroy leftovers, then build images, wire segments, boot and wait for ssh."""
+    def create(self, vms: list[Vm], boot_timeout: float = 420, wait: bool = True) -> list[Vm]:
+        """Destroy leftovers, then build images, wire segments, boot and (``wait``) wait for ssh."""
         self.destroy(quiet=True)
         t0 = time.monotonic()
         key = images.ssh_key()
@@ -393,6 +393,9 @@ class Lab:
                 self._save(vms)
             if not offload:
                 self._start_lacp_switch([v for v in vms if v.lacp])
+            if not wait:
+                log(f"lab {self.name}: {len(vms)} VM(s) started in {time.monotonic() - t0:.1f} s, booting")
+                return vms
             log(f"lab {self.name}: {len(vms)} VM(s) started in {time.monotonic() - t0:.1f} s, waiting for ssh")
             self.wait_ssh(vms, key, boot_timeout)
         except BaseException:
@@ -459,6 +462,7 @@ class Lab:
             for fd in fds:
                 os.close(fd)
         vm.pid = int((self.dir / f"{vm.name}.pid").read_text().strip())
+        lab_priority(vm.pid)
         log(f"lab {self.name}: started {vm.name} (pid {vm.pid}, ssh 127.0.0.1:{vm.port}, " f"fabric {[f'{n.guest}->{n.segment}' for n in vm.nics]})")
 
     # the LACP switch (Open vSwitch, userspace datapath) ---------------------
@@ -642,6 +646,20 @@ class Lab:
             }
             for v in vms
         ]
+
+
+def lab_priority(pid: int) -> None:
+    """Apply ``$RACKBOOT_LAB_NICE`` to the scheduler autogroup of a QEMU or router (unset: leave it).
+
+    QEMU daemonizes into its own session, and with ``kernel.sched_autogroup_enabled``
+    the scheduler shares the CPU between sessions first: other users' ``nice``
+    then does not make room for the VMs, whose BFD timers miss their deadlines
+    on a loaded machine. The autogroup's own nice value does.
+    """
+    nice = os.environ.get("RACKBOOT_LAB_NICE")
+    if nice:
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/autogroup").write_text(str(int(nice)))
 
 
 def _switch_names(vm: Vm) -> tuple[str, str, str, str]:
