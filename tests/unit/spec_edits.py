@@ -30,3 +30,10 @@ def refusal(tmp_path, text):
     problems = [(i["line"], i["path"], i["message"]) for i in err.value.items()]
     assert len(problems) == 1, problems
     return problems[0]
+
+
+def assert_refused(tmp_path, text, fragment, path, reason):
+    """``text`` is refused once, at the line of ``fragment``, for field ``path``, with ``reason`` in the message."""
+    line, got_path, message = refusal(tmp_path, text)
+    assert (got_path, line) == (path, line_of(text, fragment)), (line, got_path, message)
+    assert reason in message, message

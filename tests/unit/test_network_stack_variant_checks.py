@@ -16,7 +16,7 @@ import yaml
 from ansible_collections.rackboot.metal.plugins.plugin_utils import network_stack as ns
 from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import SpecError, build
 from conftest import REPO
-from spec_edits import edit, line_of, refusal
+from spec_edits import assert_refused, edit
 
 LAB = (REPO / "inventories/lab/cluster.yml").read_text()
 CILIUM = (REPO / "tests/specs/cilium.yml").read_text()
@@ -76,10 +76,7 @@ REFUSED = [
 
 @pytest.mark.parametrize("case", REFUSED, ids=[c[0] for c in REFUSED])
 def test_bad_combinations_are_refused_with_the_field_path(tmp_path, case):
-    _, text, fragment, path, reason = case
-    line, got_path, message = refusal(tmp_path, text)
-    assert (got_path, line) == (path, line_of(text, fragment)), (line, got_path, message)
-    assert reason in message, message
+    assert_refused(tmp_path, *case[1:])
 
 
 def _cluster(text):
