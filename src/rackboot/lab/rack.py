@@ -326,6 +326,23 @@ class RackLab:
 
 
 @contextlib.contextmanager
+def _environ(defaults=(), overrides=()):
+    """Environment variables for the block: ``defaults`` where unset, ``overrides`` always; restored after."""
+    defaults, overrides = dict(defaults), dict(overrides)
+    saved = {k: os.environ.get(k) for k in {**defaults, **overrides}}
+    for k, v in defaults.items():
+        os.environ.setdefault(k, v)
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def ansible_lab_env():
     """What the lab's Ansible runs need on top of the collection's ansible.cfg.
 
@@ -338,29 +355,14 @@ def ansible_lab_env():
     import ansible_mitogen
 
     plugins = str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy")
-    keys = ("ANSIBLE_STRATEGY", "ANSIBLE_STRATEGY_PLUGINS", "ANSIBLE_INVENTORY_ENABLED", "ANSIBLE_TIMEOUT")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.setdefault("ANSIBLE_STRATEGY", "mitogen_linear")
-    os.environ["ANSIBLE_STRATEGY_PLUGINS"] = os.pathsep.join(p for p in (plugins, saved["ANSIBLE_STRATEGY_PLUGINS"]) if p)
-    os.environ.setdefault("ANSIBLE_INVENTORY_ENABLED", "rackboot.metal.cluster,host_list,script,yaml")
-    os.environ.setdefault("ANSIBLE_TIMEOUT", "60")  # connecting to a TCG guest on a busy machine
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    theirs = os.environ.get("ANSIBLE_STRATEGY_PLUGINS")
+    return _environ(
+        defaults={"ANSIBLE_STRATEGY": "mitogen_linear",
+                  "ANSIBLE_INVENTORY_ENABLED": "rackboot.metal.cluster,host_list,script,yaml",
+                  "ANSIBLE_TIMEOUT": "60"},  # connecting to a TCG guest on a busy machine
+        overrides={"ANSIBLE_STRATEGY_PLUGINS": os.pathsep.join(p for p in (plugins, theirs) if p)})
 
 
-@contextlib.contextmanager
 def containers_env():
     """podman needs the lab's containers.conf (runc, cgroupfs) unless the user has one."""
-    old = os.environ.get("CONTAINERS_CONF")
-    os.environ.setdefault("CONTAINERS_CONF", str(CONTAINERS_CONF))
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("CONTAINERS_CONF", None)
+    return _environ(defaults={"CONTAINERS_CONF": str(CONTAINERS_CONF)})
