@@ -214,6 +214,27 @@ def test_cilium_config_follows_the_spec(rendered):
     assert daemon["multusMasterCNI"] == "05-cilium.conflist"
 
 
+def test_the_cni_dhcp_daemon_runs_where_attachments_use_dhcp(rendered):
+    """One CNI dhcp daemon on every node when an attachment takes DHCP, none otherwise."""
+    spec = rendered["spec"]
+    if "multus" not in _expected_dirs(spec):
+        pytest.skip("no Multus")
+    dhcp = [a for a in spec.get("attachments") or [] if (a.get("ipam") or {}).get("type") == "dhcp"]
+    daemonsets = {d["metadata"]["name"]: d for d in _docs(rendered["dir"] / "multus/manifests.yaml")
+                  if d["kind"] == "DaemonSet"}
+    assert ("cni-dhcp-daemon" in daemonsets) == bool(dhcp)
+    nads = {d["metadata"]["name"]: json.loads(d["spec"]["config"])
+            for d in _docs(rendered["dir"] / "multus/network-attachment-definitions.yaml")}
+    assert sorted(n for n, conf in nads.items() if conf["ipam"].get("type") == "dhcp") == sorted(a["name"] for a in dhcp)
+    if not dhcp:
+        return
+    pod = daemonsets["cni-dhcp-daemon"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["command"] == ["/opt/cni/bin/dhcp", "daemon"]
+    assert pod["hostNetwork"] and c["securityContext"]["privileged"]
+    assert {"operator": "Exists"} in pod["tolerations"]       # control planes too
+
+
 def test_cilium_values_validate_against_the_chart_schema(rendered):
     if _variant(rendered["spec"]) != "cilium":
         pytest.skip("no Cilium")
@@ -378,3 +399,19 @@ def test_metallb_load_balancer_class_reaches_controller_and_speakers(rendered):
     for d in pods:
         args = [a for c in d["spec"]["template"]["spec"]["containers"] for a in c.get("args", [])]
         assert ("--lb-class=%s" % lb_class in args) if lb_class else not [a for a in args if a.startswith("--lb-class")]
+
+
+@pytest.mark.parametrize("name", ["example", "cilium", "no-cni", "tenant-vpcs"])
+def test_summary_shows_only_what_applies_to_the_variant(name):
+    """playbooks/summary.yml: Kube-OVN's join network and pod gateway only under kubeovn-cilium."""
+    inv = REPO / "inventories" / name
+    spec = yaml.safe_load((inv / "cluster.yml").read_text())
+    got = _run(inv, REPO / "playbooks" / "summary.yml", vault=None if (inv / "vault-password.txt").exists() else False)
+    assert got.returncode == 0, got.stdout[-3000:] + got.stderr[-2000:]
+    text = " ".join(got.stdout.split())          # the debug output wraps long lines
+    kube_ovn = _variant(spec) == "kubeovn-cilium"
+    assert ("join %s" % spec["cluster"].get("join_cidr", "100.64.0.0/16") in text) == kube_ovn
+    assert ("(gateway " in text) == kube_ovn
+    assert "network stack %s: installs " % _variant(spec) in text
+    if _variant(spec) == "cilium":
+        assert "pods %s (/%d per node)" % (_pod_cidr(spec), _opts(spec).get("pod_mask_size", 24)) in text
