@@ -78,6 +78,7 @@ class FilterModule(object):
             "cilium_cni_configmap": ns.cilium_cni_configmap,
             "multus_resources": ns.multus_resources,
             "nad_resources": ns.nad_resources,
+            "cni_dhcp_daemon": ns.cni_dhcp_daemon,
             "metallb_values": ns.metallb_values,
             "metallb_resources": ns.metallb_resources,
             "metallb_password_secret": _password_secret,

@@ -29,7 +29,7 @@ __all__ = [
     "metallb_values", "metallb_resources", "metallb_password_secret", "cozy_proxy_values",
     "tenant_resources", "tenant_policies", "CNI_CONFIGMAP", "CILIUM_CONFLIST", "KUBEPRISM_HOST",
     "with_image_registry", "variant", "cilium_lb_resources", "cilium_ipsec_secret", "network_stack_summary",
-    "tenant_vpc_resources",
+    "tenant_vpc_resources", "uses_dhcp", "cni_dhcp_daemon",
     "NetworkStackError",
 ]
 
@@ -49,6 +49,12 @@ KUBEPRISM_HOST = "localhost"
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 NAD_GROUP = "k8s.cni.cncf.io"
 MULTUS_IMAGE = "ghcr.io/k8snetworkplumbingwg/multus-cni"
+# The CNI dhcp daemon: the host's dhcp plugin, run from busybox (which also
+# removes a stale socket); pinned by roles/versions (versions_busybox).
+DHCP_DAEMON_IMAGE = "docker.io/library/busybox"
+DHCP_SOCKET_DIR = "/run/cni"          # the plugin's default socket: /run/cni/dhcp.sock
+DHCP_SOCKET_VOLUME = "cni-dhcp-socket"
+DHCP_PLUGIN = "/opt/cni/bin/dhcp"     # the host's plugin binary (kubeadm: the kubernetes-cni package)
 COZY_PROXY_IMAGE = "ghcr.io/cozystack/cozystack/cozy-proxy"
 TENANT_POLICY = "rackboot-tenant-isolation"
 CILIUM_IPSEC_SECRET = "cilium-ipsec-keys"
@@ -396,6 +402,68 @@ def multus_resources(cluster, manifest, namespace=None, version=None, image=MULT
                 c["resources"] = {"requests": {"cpu": cpu_request, "memory": memory_request},
                                   "limits": {"memory": memory_limit}}
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns)}] + docs
+
+
+def uses_dhcp(cluster):
+    """Whether an attachment of the spec takes its address from DHCP (``ipam.type: dhcp``)."""
+    return any((a.get("ipam") or {}).get("type") == "dhcp" for a in cluster.get("attachments") or [])
+
+
+def cni_dhcp_daemon(cluster, namespace=None, version=None, image=DHCP_DAEMON_IMAGE, registry=None):
+    """The CNI ``dhcp`` daemon on every node, when an attachment uses DHCP IPAM
+    (nothing otherwise): the ``dhcp`` plugin only asks this daemon, which
+    acquires and renews the leases from inside each pod's network namespace
+    (containernetworking/plugins plugins/ipam/dhcp). The thick Multus daemon
+    runs the client chrooted into the host (``chrootDir: /hostroot``), so it
+    finds the daemon's socket at the host's /run/cni/dhcp.sock. The host's own
+    ``/opt/cni/bin/dhcp`` runs from a small image, as RKE2's multus chart
+    does: the host's /run/cni (its socket, a stale one removed first), the
+    network namespaces (/var/run/netns: Talos keeps them there, elsewhere it
+    is /run/netns through /var/run), host network, privileged. A node
+    without the plugin binary says so in the pod's events (hostPath type File)."""
+    if not uses_dhcp(cluster):
+        return []
+    if not version:
+        raise NetworkStackError("cni_dhcp_daemon needs the image version (versions_busybox)")
+    ns = namespace or DEFAULT_NAMESPACES["multus"]
+    ref = "%s:%s" % (image, version)
+    if registry:
+        ref = mirror_image(ref, registry)
+    labels = {"app": "cni-dhcp-daemon", "app.kubernetes.io/managed-by": "rackboot"}
+    socket_mount = {"name": DHCP_SOCKET_VOLUME, "mountPath": DHCP_SOCKET_DIR}
+    privileged = {"privileged": True}
+    pod = {
+        "hostNetwork": True,
+        "priorityClassName": "system-node-critical",
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        # Pods on every node may ask for a lease: control planes and tainted nodes too.
+        "tolerations": [{"operator": "Exists"}],
+        "initContainers": [{"name": "remove-stale-socket", "image": ref, "securityContext": privileged,
+                            "command": ["rm", "-f", DHCP_SOCKET_DIR + "/dhcp.sock"], "volumeMounts": [socket_mount]}],
+        "containers": [{
+            "name": "dhcp", "image": ref, "securityContext": privileged,
+            "command": [DHCP_PLUGIN, "daemon"],
+            "resources": {"requests": {"cpu": "10m", "memory": "20Mi"}, "limits": {"memory": "100Mi"}},
+            "volumeMounts": [
+                {"name": "dhcp-plugin", "mountPath": DHCP_PLUGIN, "readOnly": True},
+                socket_mount,
+                # Pods' namespaces are mounted after the daemon starts.
+                {"name": "netns", "mountPath": "/var/run/netns", "mountPropagation": "HostToContainer"},
+            ],
+        }],
+        "volumes": [
+            {"name": "dhcp-plugin", "hostPath": {"path": DHCP_PLUGIN, "type": "File"}},
+            {"name": DHCP_SOCKET_VOLUME, "hostPath": {"path": DHCP_SOCKET_DIR, "type": "DirectoryOrCreate"}},
+            {"name": "netns", "hostPath": {"path": "/var/run/netns", "type": "DirectoryOrCreate"}},
+        ],
+    }
+    return [{
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": _meta("cni-dhcp-daemon", ns, labels),
+        "spec": {"selector": {"matchLabels": {"app": "cni-dhcp-daemon"}},
+                 "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+                 "template": {"metadata": {"labels": labels}, "spec": pod}},
+    }]
 
 
 def with_image_registry(values, chart_defaults, registry):

@@ -33,7 +33,10 @@ STAGES = {
     "cluster": ["network_stack.yml"],
 }
 STAGE_CHOICES = list(STAGES) + ["stack"]
-TEMPLATES = ("example", "lab")
+# The example inventories `init --from` copies the spec of (inventories/NAME/cluster.yml;
+# galaxy.yml and pyproject.toml ship each one): the reference cluster, the lab,
+# and one per network design of docs/network-stack.md.
+TEMPLATES = ("example", "lab", "cilium", "no-cni", "tenant-vpcs")
 GITIGNORE = """\
 # Never committed: long-lived secrets, rendered artifacts (kubeconfig,
 # machine configs with keys), run records and vault password files.

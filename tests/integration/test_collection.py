@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from conftest import REPO, ansible_env
+from rackboot.cli import TEMPLATES
 
 # What a built rackboot.metal may contain, and nothing else (galaxy.yml's
 # manifest directives are the allow-list; this is the independent check).
@@ -18,8 +19,8 @@ ALLOWED = ["MANIFEST.json", "FILES.json", "README.md", "LICENSE", "CHANGELOG.md"
            "roles/*/defaults/*.yml", "roles/*/tasks/*.yml", "roles/*/handlers/*.yml", "roles/*/meta/*.yml",
            "roles/*/templates/*.j2", "roles/*/files/*.yml", "roles/*/vars/*.yml",
            "playbooks/*.yml", "playbooks/*/*.yml",
-           "inventories/example/cluster.yml", "inventories/lab/cluster.yml",
-           "inventories/example/group_vars/*/*.yml", "inventories/lab/group_vars/*/*.yml"]
+           "inventories/example/group_vars/*/*.yml", "inventories/lab/group_vars/*/*.yml"] + [
+           "inventories/%s/cluster.yml" % t for t in TEMPLATES]
 FORBIDDEN = ["tests/*", "scripts/*", "molecule/*", "*/molecule/*", ".venv*", "src/*", "pyproject.toml", ".ci/*",
              "collections*", "*/secrets/*", "*/artifacts/*", "*vault-password*", "inventories/dc1/*",
              "*__pycache__*", "*.pyc", "galaxy.yml"]
@@ -72,7 +73,7 @@ def test_built_collection_holds_only_the_allow_list(polluted_build):
     forbidden = [n for n in names if any(fnmatch.fnmatch(n, pat) for pat in FORBIDDEN)]
     assert forbidden == []
     for required in ["LICENSE", "meta/runtime.yml", "meta/execution-environment.yml", "plugins/inventory/cluster.py",
-                     "roles/versions/files/upstream.yml", "playbooks/site.yml", "inventories/example/cluster.yml"]:
+                     "roles/versions/files/upstream.yml", "playbooks/site.yml"] + ["inventories/%s/cluster.yml" % t for t in TEMPLATES]:
         assert required in names
     with tarfile.open(polluted_build) as tar:
         assert not any(b"do-not-ship" in tar.extractfile(n).read() for n in names)

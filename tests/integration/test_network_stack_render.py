@@ -61,8 +61,11 @@ def _env():
 
 
 def _run(inventory_dir, playbook, *extra, vault=None):
-    vault = vault or "%s@%s" % (Path(inventory_dir).name, Path(inventory_dir) / "vault-password.txt")
-    cmd = [ANSIBLE_PLAYBOOK, "-i", str(inventory_dir), str(playbook), "--vault-id", vault] + list(extra)
+    """``vault`` is a --vault-id (default: the inventory's own password file); ``False`` for none."""
+    if vault is None:
+        vault = "%s@%s" % (Path(inventory_dir).name, Path(inventory_dir) / "vault-password.txt")
+    cmd = [ANSIBLE_PLAYBOOK, "-i", str(inventory_dir), str(playbook)] + (["--vault-id", vault] if vault else [])
+    cmd += list(extra)
     return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
 
 

@@ -1,21 +1,23 @@
 # -*- coding: utf-8 -*-
-"""Render the network-stack variants (cluster.network_stack) with ansible-playbook.
+"""Render the example inventory of every network design with ansible-playbook.
 
-The examples are tests/specs/cilium.yml (Cilium alone, Talos) and
-tests/specs/none.yml (no CNI, kubeadm), each rendered for the other
-distribution too, and the lab spec switched to Cilium alone with native
-routing, IPsec and MetalLB over BGP. What each one renders is checked
-against the spec (never against the builders): which components are there,
-the cilium-config the real chart makes from the values (a setting the chart
-ignores fails), the LB-IPAM pools and L2 policies, the tenant policies. The
-roles validate every resource against the strict Kubernetes schemas and the
-pinned CRDs while rendering; this test validates them again. Nothing here
-has run against a real cluster.
+The examples are inventories/cilium (Cilium alone, Talos), inventories/no-cni
+(variant none, kubeadm) and inventories/tenant-vpcs (Kube-OVN tenant VPCs,
+Talos), each rendered as it is and for the other distribution, through the
+whole render playbook (playbooks/render.yml: machine or kubeadm configs too),
+plus the lab spec switched to Cilium alone with native routing, IPsec and
+MetalLB over BGP (the network-stack render only). What each one renders is
+checked against the spec (never against the builders): which components are
+there, the cilium-config the real chart makes from the values (a setting the
+chart ignores fails), the LB-IPAM pools and L2 policies, the tenant policies.
+The roles validate every resource against the strict Kubernetes schemas and
+the pinned CRDs while rendering; this test validates them again, and the
+Talos machine configs against Talos' schema. Nothing here has run against a
+real cluster.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 from pathlib import Path
@@ -24,6 +26,7 @@ import jsonschema
 import pytest
 import yaml
 
+from ansible_collections.rackboot.metal.plugins.module_utils import talos_config
 from ansible_collections.rackboot.metal.plugins.plugin_utils import manifests as mf
 from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream
 from test_network_stack_render import (  # noqa: I100 - the sibling test module's helpers
@@ -35,57 +38,62 @@ pytestmark = pytest.mark.slow
 # only has in comments; see cilium's templates/cilium-configmap.yaml.
 CILIUM_TEMPLATE_ONLY_KEYS = {("devices",), ("loadBalancer", "algorithm"), ("loadBalancer", "mode"),
                              ("loadBalancer", "dsrDispatch")}
-SPECS = REPO / "tests" / "specs"
+RENDER = REPO / "playbooks" / "render.yml"
+# The network stack's folders of the artifacts (the rest is the distribution's, the routers' and the nodes').
+STACK_DIRS = {"kube-ovn", "cilium", "multus", "metallb", "cozy-proxy", "tenants"}
 
 
-def _load(name):
-    return yaml.safe_load((SPECS / name).read_text())
+def _example(name, distribution=None):
+    """(inventory folder, spec, playbook) of an example inventory, as the user copies it."""
+    spec = yaml.safe_load((REPO / "inventories" / name / "cluster.yml").read_text())
+    if distribution:
+        spec["cluster"]["distribution"] = distribution
+    return name, spec, RENDER
 
 
 def _lab_cilium():
     spec = yaml.safe_load((REPO / "inventories/lab/cluster.yml").read_text())
     spec["cluster"]["network_stack"] = {"variant": "cilium", "routing_mode": "native", "encryption": "ipsec",
                                         "pod_mask_size": 26}
-    return spec
-
-
-def _as(spec, distribution):
-    spec = copy.deepcopy(spec)
-    spec["cluster"]["distribution"] = distribution
-    return spec
+    return "lab", spec, PLAYBOOK
 
 
 CASES = {
-    "cilium-talos": lambda: _load("cilium.yml"),
-    "cilium-kubeadm": lambda: _as(_load("cilium.yml"), "kubeadm"),
+    "cilium-talos": lambda: _example("cilium"),
+    "cilium-kubeadm": lambda: _example("cilium", "kubeadm"),
     "cilium-lab-bgp": _lab_cilium,
-    "none-kubeadm": lambda: _load("none.yml"),
-    "none-talos": lambda: _as(_load("none.yml"), "talos"),
-    "tenant-vpcs-talos": lambda: _load("tenant-vpcs.yml"),
-    "tenant-vpcs-kubeadm": lambda: _as(_load("tenant-vpcs.yml"), "kubeadm"),
+    "no-cni-kubeadm": lambda: _example("no-cni"),
+    "no-cni-talos": lambda: _example("no-cni", "talos"),
+    "tenant-vpcs-talos": lambda: _example("tenant-vpcs"),
+    "tenant-vpcs-kubeadm": lambda: _example("tenant-vpcs", "kubeadm"),
 }
 
 
-def _inventory(tmp, spec):
-    inv = tmp / "inv"
-    shutil.copytree(REPO / "inventories" / "lab", inv, ignore=shutil.ignore_patterns("artifacts", "secrets"))
-    (inv / "vault-password.txt").chmod(0o600)
+def _inventory(tmp, name, spec):
+    """A copy of inventories/NAME (never its artifacts, secrets or runs) holding ``spec``; its --vault-id or False."""
+    inv = tmp / name
+    shutil.copytree(REPO / "inventories" / name, inv, ignore=shutil.ignore_patterns("artifacts", "secrets", "runs"))
     (inv / "cluster.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    return inv
+    password = inv / "vault-password.txt"
+    if not password.exists():
+        return inv, False       # the examples without BGP need no vault
+    password.chmod(0o600)
+    return inv, "%s@%s" % (name, password)
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
 def rendered(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
-    spec = CASES[request.param]()
-    inv = _inventory(tmp, spec)
+    name, spec, playbook = CASES[request.param]()
+    inv, vault = _inventory(tmp, name, spec)
     out = tmp / "artifacts"
-    first = _run(inv, PLAYBOOK, "-e", "rackboot_artifacts_dir=%s" % out, vault="lab@%s" % (inv / "vault-password.txt"))
+    first = _run(inv, playbook, "-e", "rackboot_artifacts_dir=%s" % out, vault=vault)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
     tree = _tree(out)
-    second = _run(inv, PLAYBOOK, "-e", "rackboot_artifacts_dir=%s" % out, vault="lab@%s" % (inv / "vault-password.txt"))
+    second = _run(inv, playbook, "-e", "rackboot_artifacts_dir=%s" % out, vault=vault)
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
-    return {"case": request.param, "spec": spec, "dir": out, "tree": tree, "second": second, "inv": inv}
+    return {"case": request.param, "spec": spec, "dir": out, "tree": tree, "second": second, "inv": inv,
+            "vault": vault, "full": playbook == RENDER}
 
 
 def _variant(spec):
@@ -121,7 +129,7 @@ def _expected_dirs(spec):
 
 
 def test_only_the_variants_components_are_rendered(rendered):
-    dirs = {p.split("/")[0] for p in rendered["tree"] if "/" in p}
+    dirs = {p.split("/")[0] for p in rendered["tree"] if "/" in p} & STACK_DIRS
     assert dirs == _expected_dirs(rendered["spec"])
     # Never Kube-OVN or cozy-proxy outside kubeovn-cilium; the default variant's files as before.
     assert bool(dirs & {"kube-ovn", "cozy-proxy"}) == (_variant(rendered["spec"]) == "kubeovn-cilium")
@@ -133,11 +141,30 @@ def test_rerender_is_idempotent(rendered):
     assert _tree(rendered["dir"]) == rendered["tree"]
 
 
+def test_the_distributions_node_configs_are_rendered(rendered):
+    """The whole render: Talos machine configs that validate against Talos' schema, or kubeadm's configs."""
+    if not rendered["full"]:
+        pytest.skip("the network-stack render only")
+    spec = rendered["spec"]
+    nodes = sorted(n["name"] for n in spec["nodes"])
+    if spec["cluster"]["distribution"] == "talos":
+        assert sorted(p.name for p in (rendered["dir"] / "talos").iterdir()) == ["%s.yaml" % n for n in nodes]
+        schema = json.loads(Path(upstream.path("talos_schema")).read_text())
+        for n in nodes:
+            assert talos_config.schema_errors(_docs(rendered["dir"] / "talos" / ("%s.yaml" % n)), schema) == [], n
+        assert not (rendered["dir"] / "kubeadm").exists()
+    else:
+        got = sorted(p.name for p in (rendered["dir"] / "kubeadm").iterdir())
+        assert got == ["%s-kubeadm-config.yaml" % n for n in nodes]
+        assert not (rendered["dir"] / "talos").exists()
+
+
 def test_every_resource_validates_against_the_schemas_and_crds(rendered):
     validator = mf.validator()
     count = 0
     for path in sorted(rendered["dir"].rglob("*.yaml")):
-        if path.name in ("values.yaml", "chart.yaml"):
+        if path.name in ("values.yaml", "chart.yaml") or path.relative_to(rendered["dir"]).parts[0] not in (
+                STACK_DIRS | {"kube-vip"}):
             continue
         docs = _docs(path)
         validator.add_crds([d for d in docs if d.get("kind") == "CustomResourceDefinition"])
@@ -185,6 +212,27 @@ def test_cilium_config_follows_the_spec(rendered):
     daemon = json.loads(next(d for d in _docs(rendered["dir"] / "multus/manifests.yaml")
                              if d["kind"] == "ConfigMap")["data"]["daemon-config.json"])
     assert daemon["multusMasterCNI"] == "05-cilium.conflist"
+
+
+def test_the_cni_dhcp_daemon_runs_where_attachments_use_dhcp(rendered):
+    """One CNI dhcp daemon on every node when an attachment takes DHCP, none otherwise."""
+    spec = rendered["spec"]
+    if "multus" not in _expected_dirs(spec):
+        pytest.skip("no Multus")
+    dhcp = [a for a in spec.get("attachments") or [] if (a.get("ipam") or {}).get("type") == "dhcp"]
+    daemonsets = {d["metadata"]["name"]: d for d in _docs(rendered["dir"] / "multus/manifests.yaml")
+                  if d["kind"] == "DaemonSet"}
+    assert ("cni-dhcp-daemon" in daemonsets) == bool(dhcp)
+    nads = {d["metadata"]["name"]: json.loads(d["spec"]["config"])
+            for d in _docs(rendered["dir"] / "multus/network-attachment-definitions.yaml")}
+    assert sorted(n for n, conf in nads.items() if conf["ipam"].get("type") == "dhcp") == sorted(a["name"] for a in dhcp)
+    if not dhcp:
+        return
+    pod = daemonsets["cni-dhcp-daemon"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["command"] == ["/opt/cni/bin/dhcp", "daemon"]
+    assert pod["hostNetwork"] and c["securityContext"]["privileged"]
+    assert {"operator": "Exists"} in pod["tolerations"]       # control planes too
 
 
 def test_cilium_values_validate_against_the_chart_schema(rendered):
@@ -279,12 +327,11 @@ def test_tenants_are_isolated_in_every_variant(rendered):
 
 def test_install_in_check_mode_stops_cleanly_without_a_cluster(rendered):
     """The install path starts with the variant's first component and stops at its cluster check."""
-    if rendered["case"] not in ("cilium-talos", "none-kubeadm", "tenant-vpcs-kubeadm"):
+    if rendered["case"] not in ("cilium-talos", "no-cni-kubeadm", "tenant-vpcs-kubeadm"):
         pytest.skip("one install run per variant")
     inv, kubeconfig = rendered["inv"], rendered["dir"] / "absent.kubeconfig"
     got = _run(inv, INSTALL, "--check", "-e", "rackboot_kubeconfig=%s" % kubeconfig,
-               "-e", "rackboot_artifacts_dir=%s" % (rendered["dir"].parent / "install"),
-               vault="lab@%s" % (inv / "vault-password.txt"))
+               "-e", "rackboot_artifacts_dir=%s" % (rendered["dir"].parent / "install"), vault=rendered["vault"])
     text = got.stdout + got.stderr
     assert got.returncode == 2, text[-3000:]
     assert "Traceback" not in text
@@ -296,7 +343,7 @@ def test_install_in_check_mode_stops_cleanly_without_a_cluster(rendered):
 
 
 # --------------------------------------------------------------------------
-# Tenant VPCs (tests/specs/tenant-vpcs.yml)
+# Tenant VPCs (inventories/tenant-vpcs)
 # --------------------------------------------------------------------------
 def test_tenant_vpcs_follow_the_spec(rendered):
     spec = rendered["spec"]
@@ -352,3 +399,19 @@ def test_metallb_load_balancer_class_reaches_controller_and_speakers(rendered):
     for d in pods:
         args = [a for c in d["spec"]["template"]["spec"]["containers"] for a in c.get("args", [])]
         assert ("--lb-class=%s" % lb_class in args) if lb_class else not [a for a in args if a.startswith("--lb-class")]
+
+
+@pytest.mark.parametrize("name", ["example", "cilium", "no-cni", "tenant-vpcs"])
+def test_summary_shows_only_what_applies_to_the_variant(name):
+    """playbooks/summary.yml: Kube-OVN's join network and pod gateway only under kubeovn-cilium."""
+    inv = REPO / "inventories" / name
+    spec = yaml.safe_load((inv / "cluster.yml").read_text())
+    got = _run(inv, REPO / "playbooks" / "summary.yml", vault=None if (inv / "vault-password.txt").exists() else False)
+    assert got.returncode == 0, got.stdout[-3000:] + got.stderr[-2000:]
+    text = " ".join(got.stdout.split())          # the debug output wraps long lines
+    kube_ovn = _variant(spec) == "kubeovn-cilium"
+    assert ("join %s" % spec["cluster"].get("join_cidr", "100.64.0.0/16") in text) == kube_ovn
+    assert ("(gateway " in text) == kube_ovn
+    assert "network stack %s: installs " % _variant(spec) in text
+    if _variant(spec) == "cilium":
+        assert "pods %s (/%d per node)" % (_pod_cidr(spec), _opts(spec).get("pod_mask_size", 24)) in text

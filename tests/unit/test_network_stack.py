@@ -18,6 +18,7 @@ import yaml
 from ansible_collections.rackboot.metal.plugins.plugin_utils import network_stack as ns
 from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import build
 from ansible_collections.rackboot.metal.plugins.plugin_utils import upstream as pinned
+from conftest import VERSIONS
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORIES = ("example", "lab")
@@ -235,6 +236,55 @@ def test_multus_overlay_changes_only_what_it_must(inv):
     assert {c["image"] for c in pod["containers"] + pod["initContainers"]} == {
         "mirror.example:5000/k8snetworkplumbingwg/multus-cni:v4.3.0-thick"}
     assert all(d["metadata"].get("namespace", "cozy-multus") == "cozy-multus" for d in docs)
+
+
+def _with_attachment_ipam(ipam_type):
+    """The cilium example with its storage attachment's IPAM set to ``ipam_type``."""
+    spec = _spec("cilium")
+    spec["attachments"][0]["ipam"] = {"type": ipam_type}
+    if ipam_type == "whereabouts":
+        spec["attachments"][0]["ipam"].update(range="192.168.30.0/24", range_start="192.168.30.100",
+                                              range_end="192.168.30.150")
+    return _model(spec).cluster
+
+
+def _mounts(container):
+    return {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+
+
+def _host_paths(pod):
+    return {v["name"]: v["hostPath"]["path"] for v in pod.get("volumes", []) if "hostPath" in v}
+
+
+@pytest.mark.parametrize("ipam_type", ["dhcp", "whereabouts", "none"])
+def test_the_cni_dhcp_daemon_runs_exactly_when_an_attachment_uses_dhcp(ipam_type):
+    cluster = _with_attachment_ipam(ipam_type)
+    dhcp = ipam_type == "dhcp"
+    docs = ns.cni_dhcp_daemon(cluster, "cozy-multus", VERSIONS["versions_busybox"], registry="mirror.example:5000")
+    assert len(docs) == (1 if dhcp else 0)
+    if not dhcp:
+        return
+    (ds,) = docs
+    pod = ds["spec"]["template"]["spec"]
+    assert (ds["kind"], ds["metadata"]["namespace"]) == ("DaemonSet", "cozy-multus")
+    assert pod["hostNetwork"] is True and pod["tolerations"] == [{"operator": "Exists"}]
+    (c,) = pod["containers"]
+    assert c["command"] == ["/opt/cni/bin/dhcp", "daemon"] and c["securityContext"] == {"privileged": True}
+    assert c["image"] == "mirror.example:5000/library/busybox:%s" % VERSIONS["versions_busybox"]
+    paths, mounts = _host_paths(pod), _mounts(c)
+    # The host's plugin, socket folder and network namespaces, at the paths the plugin uses.
+    assert paths[mounts["/opt/cni/bin/dhcp"]["name"]] == "/opt/cni/bin/dhcp"
+    assert paths[mounts["/run/cni"]["name"]] == "/run/cni"
+    assert paths[mounts["/var/run/netns"]["name"]] == "/var/run/netns"
+    assert mounts["/var/run/netns"]["mountPropagation"] == "HostToContainer"
+    (init,) = pod["initContainers"]
+    assert init["command"] == ["rm", "-f", "/run/cni/dhcp.sock"]
+    assert paths[_mounts(init)["/run/cni"]["name"]] == "/run/cni"
+
+
+def test_the_cni_dhcp_daemon_needs_its_image_version():
+    with pytest.raises(ns.NetworkStackError, match="versions_busybox"):
+        ns.cni_dhcp_daemon(_with_attachment_ipam("dhcp"), "cozy-multus", None)
 
 
 def test_multus_refuses_a_manifest_that_is_not_multus():

@@ -2,7 +2,7 @@
 """cluster.network_stack: the variants' validation (field path, line, reason)
 and what the builders make of each variant. Expectations come from the spec.
 
-The examples are tests/specs/cilium.yml and tests/specs/none.yml; rendering
+The examples are inventories/cilium/cluster.yml and inventories/no-cni/cluster.yml; rendering
 them through the real charts is tests/integration/test_network_stack_variants.py.
 """
 
@@ -19,8 +19,8 @@ from conftest import REPO
 from spec_edits import assert_refused, edit
 
 LAB = (REPO / "inventories/lab/cluster.yml").read_text()
-CILIUM = (REPO / "tests/specs/cilium.yml").read_text()
-NONE = (REPO / "tests/specs/none.yml").read_text()
+CILIUM = (REPO / "inventories/cilium/cluster.yml").read_text()
+NONE = (REPO / "inventories/no-cni/cluster.yml").read_text()
 
 
 

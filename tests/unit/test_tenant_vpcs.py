@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """Tenant VPCs (tenants[].vpc) and load_balancer.class: every refusal with its
 line, field path and reason, and the Kube-OVN resources against the spec
-(tests/specs/tenant-vpcs.yml). Rendering through the playbook is in
+(inventories/tenant-vpcs/cluster.yml). Rendering through the playbook is in
 tests/integration/test_network_stack_variants.py."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model impor
 from conftest import REPO
 from spec_edits import assert_refused, edit
 
-SPEC = (REPO / "tests/specs/tenant-vpcs.yml").read_text()
-CILIUM = (REPO / "tests/specs/cilium.yml").read_text()
+SPEC = (REPO / "inventories/tenant-vpcs/cluster.yml").read_text()
+CILIUM = (REPO / "inventories/cilium/cluster.yml").read_text()
 
 
 
