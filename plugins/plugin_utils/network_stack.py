@@ -401,6 +401,13 @@ def multus_resources(cluster, manifest, namespace=None, version=None, image=MULT
                 # Upstream's 50Mi gets the daemon OOM-killed under load.
                 c["resources"] = {"requests": {"cpu": cpu_request, "memory": memory_request},
                                   "limits": {"memory": memory_limit}}
+            if cluster.get("distribution") == "talos":
+                # Talos keeps pod network namespaces in /var/run/netns, which is
+                # not /run/netns there: with upstream's path new pods fail to
+                # start (Talos' Multus guide). Same volume, same mount point.
+                for vol in pod.get("volumes", []):
+                    if vol.get("name") == "host-run-netns":
+                        vol["hostPath"]["path"] = "/var/run/netns/"
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns)}] + docs
 
 

@@ -238,6 +238,17 @@ def test_multus_overlay_changes_only_what_it_must(inv):
     assert all(d["metadata"].get("namespace", "cozy-multus") == "cozy-multus" for d in docs)
 
 
+@pytest.mark.parametrize("name, distribution", [("example", "talos"), ("lab", "kubeadm")])
+def test_multus_mounts_the_hosts_netns_where_the_distribution_keeps_them(name, distribution):
+    """Talos keeps pod namespaces in /var/run/netns (not /run/netns); elsewhere upstream's path stays."""
+    cluster = _model(_spec(name)).cluster
+    assert cluster["distribution"] == distribution
+    upstream = [d for d in yaml.safe_load_all(Path(pinned.path("multus_manifest")).read_text()) if d]
+    pod = next(d for d in ns.multus_resources(cluster, upstream, "n", "4.3.0") if d["kind"] == "DaemonSet")
+    (vol,) = [v for v in pod["spec"]["template"]["spec"]["volumes"] if v["name"] == "host-run-netns"]
+    assert vol["hostPath"]["path"] == {"talos": "/var/run/netns/", "kubeadm": "/run/netns/"}[distribution]
+
+
 def _with_attachment_ipam(ipam_type):
     """The cilium example with its storage attachment's IPAM set to ``ipam_type``."""
     spec = _spec("cilium")
