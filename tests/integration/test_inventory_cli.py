@@ -42,7 +42,9 @@ def test_list_carries_the_computed_model(name):
     assert res.returncode == 0, res.stderr
     data = unwrap(json.loads(res.stdout))
     hostvars = data["_meta"]["hostvars"]
-    cluster = data["all"]["vars"]["rackboot_cluster"]
+    # group all holds the cluster as one string; rackboot_cluster decodes it when read
+    assert "rackboot.metal.cluster_from_json" in data["all"]["vars"]["rackboot_cluster"]
+    cluster = json.loads(data["all"]["vars"]["rackboot_cluster_json"])
     assert cluster["name"] == spec["cluster"]["name"]
     mgmt = spec["host_network"]["native_network"]
     for node in spec["nodes"]:
