@@ -8,6 +8,7 @@ from __future__ import annotations
 # Each filter is documented in plugins/filter/<filter name>.yml (ansible-doc -t filter).
 
 import collections
+import json
 
 from ansible.errors import AnsibleFilterError
 
@@ -15,6 +16,7 @@ from ansible_collections.rackboot.metal.plugins.plugin_utils import cluster_mode
 
 _PARTS = ("networks", "management_network", "host_network", "load_balancer", "routers")
 _CONTEXTS = collections.OrderedDict()   # key -> (the parts it was read from, context)
+_DECODED = collections.OrderedDict()    # rackboot_cluster_json -> rackboot_cluster
 
 
 def _stored(cluster, key):
@@ -46,7 +48,36 @@ def _context(cluster):
     return context
 
 
+def _cluster_from_json(text):
+    """rackboot_cluster from group all's rackboot_cluster_json, decoded once per process and string.
+
+    Every read returns the same object, so that _context finds its parts again
+    (filters do not change their input; Ansible hands templates lazy copies).
+    """
+    if not isinstance(text, str):
+        raise AnsibleFilterError("cluster_from_json: needs the rackboot_cluster_json of a rackboot inventory, not %s"
+                                 % type(text).__name__)
+    key = str(text)
+    hit = _DECODED.get(key)
+    if hit is None:
+        try:
+            hit = json.loads(key)
+        except ValueError as exc:
+            raise AnsibleFilterError("cluster_from_json: rackboot_cluster_json is not JSON (%s)" % exc)
+        if not isinstance(hit, dict):
+            raise AnsibleFilterError("cluster_from_json: rackboot_cluster_json holds a %s, not a mapping"
+                                     % type(hit).__name__)
+        _DECODED[key] = hit
+        while len(_DECODED) > 8:
+            _DECODED.popitem(last=False)
+    return hit
+
+
 def _cluster_node(spec, cluster):
+    if isinstance(cluster, str):
+        # rackboot_cluster_json itself: the inventory's rackboot_node reads it so,
+        # one template per read rather than two (rackboot_cluster is a template too).
+        cluster = _cluster_from_json(cluster)
     try:
         return cluster_model.resolve_node(spec, context=_context(cluster))
     except (KeyError, TypeError, AttributeError) as exc:
@@ -56,4 +87,4 @@ def _cluster_node(spec, cluster):
 
 class FilterModule(object):
     def filters(self):
-        return {"cluster_node": _cluster_node}
+        return {"cluster_node": _cluster_node, "cluster_from_json": _cluster_from_json}

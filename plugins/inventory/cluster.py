@@ -28,11 +28,14 @@ description:
   - "Groups: C(k8s_nodes), C(controlplane), C(workers), C(routers), one per
     rack C(rack_<name>) (dashes become underscores), the distribution
     (C(talos) or C(kubeadm)), and one per router platform (C(frr), C(bird))."
-  - "Variables: C(rackboot_cluster) (group C(all): the normalized cluster with
-    defaults and computed values), C(rackboot_node_spec) on nodes (the node's own
+  - "Variables: C(rackboot_cluster_json) (group C(all): the normalized cluster with
+    defaults and computed values, as one JSON string, since C(ansible-inventory --list)
+    copies group C(all) into every host and encodes it value by value), C(rackboot_cluster)
+    (group C(all): a template that decodes it when read, filter C(rackboot.metal.cluster_from_json)),
+    C(rackboot_node_spec) on nodes (the node's own
     part of the spec), C(rackboot_node) on nodes (role, addresses, resolved host
     network, BGP peers; a template that resolves it from C(rackboot_node_spec) and
-    C(rackboot_cluster) when read, so that no host copies the cluster),
+    C(rackboot_cluster_json) when read, so that no host copies the cluster),
     C(rackboot_router) on routers (peer list, accepted prefixes, timers, BFD; the
     peer list is C(rackboot_router_peers) of group C(routers)), C(ansible_host) (the management address),
     C(rackboot_inventory_dir) (the spec's folder), C(rackboot_inventory_file), and overridable defaults
@@ -114,12 +117,13 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
 from ansible.template import trust_as_template
 from ansible.utils.display import Display
 
-from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import SpecError, read_spec
+from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import SpecError, cluster_json, read_spec
 from ansible_collections.rackboot.metal.plugins.plugin_utils.spec_loader import claims, no_collection
 
 display = Display()
 
-_RESOLVE_NODE = "{{ rackboot_node_spec | rackboot.metal.cluster_node(rackboot_cluster) }}"
+_CLUSTER = "{{ rackboot_cluster_json | rackboot.metal.cluster_from_json }}"
+_RESOLVE_NODE = "{{ rackboot_node_spec | rackboot.metal.cluster_node(rackboot_cluster_json) }}"
 _CONSTRUCTED = ("compose", "groups", "keyed_groups", "strict", "leading_separator", "use_extra_vars")
 
 
@@ -189,7 +193,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
 
     def populate(self, model, inventory_dir, spec_file):
         inv = self.inventory
-        inv.set_variable("all", "rackboot_cluster", model.cluster)
+        # One string, not ~600 values: `ansible-inventory --list` copies group
+        # all into every host and encodes value by value (docs/development.md).
+        inv.set_variable("all", "rackboot_cluster_json", cluster_json(model.cluster))
+        inv.set_variable("all", "rackboot_cluster", trust_as_template(_CLUSTER))
         inv.set_variable("all", "rackboot_inventory_dir", inventory_dir)
         inv.set_variable("all", "rackboot_inventory_file", spec_file)
         # Defaults for every playbook wherever it lives (playbook group_vars only

@@ -16,6 +16,7 @@ filters and modules consume it instead of re-deriving it.
 
 from __future__ import annotations
 
+import json
 import re
 
 import netaddr
@@ -1137,6 +1138,16 @@ def _node_bgp(bgp, routers, addrs):
         "peers": [{"name": r["name"], "address": r["address"], "asn": r["asn"], "platform": r["platform"]}
                   for r in routers],
     }
+
+
+def cluster_json(cluster):
+    """``rackboot_cluster`` as the one JSON string group ``all`` carries (``rackboot_cluster_json``).
+
+    ``ansible-inventory --list`` copies group ``all`` into every host and
+    encodes each value in Python: one string costs what one value does, the
+    structure ~600 (docs/development.md, "Scale").
+    """
+    return json.dumps(cluster, sort_keys=True, separators=(",", ":"))
 
 
 def node_context(cluster):

@@ -77,7 +77,8 @@ def test_inventory_update_exports_what_the_roles_need(updates, name):
     data = awx_job.plain(raw)
     groups = {g for g in data if g != "_meta"}
     assert {"all", "k8s_nodes", "controlplane", "routers"} <= groups
-    cluster = data["all"]["vars"]["rackboot_cluster"]
+    assert "rackboot.metal.cluster_from_json" in data["all"]["vars"]["rackboot_cluster"]
+    cluster = json.loads(data["all"]["vars"]["rackboot_cluster_json"])
     hostvars = data["_meta"]["hostvars"]
     spec = yaml.safe_load((REPO / INVENTORIES[name]).read_text())
     nodes = {n["name"] for n in spec["nodes"]}
@@ -137,7 +138,7 @@ def test_render_job_in_the_ee(image, updates):
                              task_env={"RACKBOOT_UPSTREAM_MIRROR": "/opt/rackboot-upstream"})
     took = time.monotonic() - t0
     assert runner.status == "successful", runner.stdout.read()[-4000:]
-    cluster = awx_job.plain(data["all"]["vars"]["rackboot_cluster"])["name"]
+    cluster = json.loads(awx_job.plain(data["all"]["vars"]["rackboot_cluster_json"]))["name"]
     artifacts = pdd / "project" / "inventories" / "lab" / "artifacts" / cluster
     files = [p for p in artifacts.rglob("*") if p.is_file()]
     assert files, f"no artifacts under {artifacts}"

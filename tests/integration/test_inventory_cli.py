@@ -42,7 +42,9 @@ def test_list_carries_the_computed_model(name):
     assert res.returncode == 0, res.stderr
     data = unwrap(json.loads(res.stdout))
     hostvars = data["_meta"]["hostvars"]
-    cluster = data["all"]["vars"]["rackboot_cluster"]
+    # group all holds the cluster as one string; rackboot_cluster decodes it when read
+    assert "rackboot.metal.cluster_from_json" in data["all"]["vars"]["rackboot_cluster"]
+    cluster = json.loads(data["all"]["vars"]["rackboot_cluster_json"])
     assert cluster["name"] == spec["cluster"]["name"]
     mgmt = spec["host_network"]["native_network"]
     for node in spec["nodes"]:
@@ -59,6 +61,26 @@ def test_list_carries_the_computed_model(name):
     # the vaulted BGP password stays encrypted in the listing
     assert "__ansible_vault" in json.dumps(data["all"]["vars"]["rackboot_bgp_password"])
     assert sorted(data["controlplane"]["hosts"]) == sorted(n["name"] for n in spec["nodes"] if n["role"] == "controlplane")
+
+
+def _values(v):
+    return 1 + (sum(1 + _values(x) for x in v.values()) if isinstance(v, dict)
+                else sum(_values(x) for x in v) if isinstance(v, list) else 0)
+
+
+def test_list_copies_the_cluster_into_each_host_as_one_string():
+    # --list copies group all into every host and JSON-encodes it value by
+    # value in Python: the cluster (~600 values structured) must stay one.
+    res = inventory("-i", "inventories/lab", "--list", "--vault-id", VAULT["lab"])
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    hostvars = data["_meta"]["hostvars"]
+    cluster = json.loads(unwrap(hostvars["node1"]["rackboot_cluster_json"]))
+    assert _values(cluster) > 300
+    for host in data["k8s_nodes"]["hosts"]:
+        assert isinstance(unwrap(hostvars[host]["rackboot_cluster_json"]), str)
+        assert "rackboot.metal.cluster_from_json" in hostvars[host]["rackboot_cluster"]
+        assert _values(hostvars[host]) < 150, host
 
 
 @pytest.mark.parametrize("name", ["example", "lab"])

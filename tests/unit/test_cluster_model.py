@@ -204,3 +204,26 @@ def test_the_cluster_node_filter_keeps_clusters_apart_and_refuses_other_input():
                 assert node(own, model.cluster) == model.nodes[name]
     with pytest.raises(AnsibleFilterError, match="rackboot_node_spec of a node and the rackboot_cluster"):
         node({"name": "x"}, {"name": "not a cluster"})
+
+
+def test_the_cluster_travels_as_one_string_and_decodes_once():
+    # Group all carries rackboot_cluster_json: --list copies group all into
+    # every host and encodes value by value, so it is one string, not ~600 values.
+    import pytest
+    from ansible.errors import AnsibleFilterError
+    from ansible_collections.rackboot.metal.plugins.filter.cluster import FilterModule
+    from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import cluster_json
+
+    filters = FilterModule().filters()
+    decode, node = filters["cluster_from_json"], filters["cluster_node"]
+    for name in ("example", "lab"):
+        model = read_spec(str(REPO / "inventories" / name / "cluster.yml"))
+        text = cluster_json(model.cluster)
+        assert decode(text) == json.loads(json.dumps(model.cluster))
+        # the same object on every read, so that cluster_node reads its part once
+        assert decode(text) is decode("%s" % text[:-1] + text[-1:])
+        for host, own in model.node_specs.items():
+            assert node(own, text) == model.nodes[host]
+    for bad, reason in (("{", "is not JSON"), ("[]", "holds a list"), (None, "not NoneType")):
+        with pytest.raises(AnsibleFilterError, match=reason):
+            decode(bad)

@@ -101,7 +101,8 @@ def load_spec(inventory: Path, vault_args: list[str]) -> Spec:
     groups = {g: v.get("hosts", []) for g, v in data.items() if g != "_meta"}
     if not groups.get("kubeadm"):
         raise LabError(f"{inventory}: the lab needs kubeadm nodes (cluster.distribution: kubeadm)")
-    cluster = hv[groups["kubeadm"][0]]["rackboot_cluster"]
+    # rackboot_cluster is a template of this one string (docs/development.md)
+    cluster = json.loads(hv[groups["kubeadm"][0]]["rackboot_cluster_json"])
     # The listing holds each node's own part and the routers' peers once
     # (docs/cluster-spec.md, "Inventory variables"): resolve them as plays do.
     from rackboot.collection import import_collection
