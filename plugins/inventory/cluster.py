@@ -33,11 +33,12 @@ description:
     copies group C(all) into every host and encodes it value by value), C(rackboot_cluster)
     (group C(all): a template that decodes it when read, filter C(rackboot.metal.cluster_from_json)),
     C(rackboot_node_spec) on nodes (the node's own
-    part of the spec), C(rackboot_node) on nodes (role, addresses, resolved host
+    part of the spec), C(rackboot_node) on group C(k8s_nodes) (role, addresses, resolved host
     network, BGP peers; a template that resolves it from C(rackboot_node_spec) and
     C(rackboot_cluster_json) when read, so that no host copies the cluster),
     C(rackboot_router) on routers (peer list, accepted prefixes, timers, BFD; the
-    peer list is C(rackboot_router_peers) of group C(routers)), C(ansible_host) (the management address),
+    peer list is C(rackboot_router_peers) of group C(routers), a template decoding the one JSON
+    string C(rackboot_router_peers_json)), C(ansible_host) (the management address),
     C(rackboot_inventory_dir) (the spec's folder), C(rackboot_inventory_file), and overridable defaults
     C(rackboot_artifacts_dir) (C(<spec folder>/artifacts/<cluster name>)),
     C(rackboot_secrets_dir) (C(<spec folder>/secrets)) and
@@ -124,6 +125,7 @@ display = Display()
 
 _CLUSTER = "{{ rackboot_cluster_json | rackboot.metal.cluster_from_json }}"
 _RESOLVE_NODE = "{{ rackboot_node_spec | rackboot.metal.cluster_node(rackboot_cluster_json) }}"
+_PEERS = "{{ rackboot_router_peers_json | from_json }}"
 _CONSTRUCTED = ("compose", "groups", "keyed_groups", "strict", "leading_separator", "use_extra_vars")
 
 
@@ -210,7 +212,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         # A node carries only its own part of the spec; rackboot_node is
         # resolved from it and rackboot_cluster when a play reads it, so that
         # neither the inventory nor its export copies the cluster per host.
-        resolved = trust_as_template(_RESOLVE_NODE)
+        # The template is the same for every node: group k8s_nodes holds it.
+        inv.set_variable("k8s_nodes", "rackboot_node", trust_as_template(_RESOLVE_NODE))
         compose, groups, keyed = (self.get_option(o) for o in ("compose", "groups", "keyed_groups"))
         strict = self.get_option("strict")
         # Every router peers with every node: the list is held once, by group
@@ -218,7 +221,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         peer_lists = [r["peers"] for r in model.routers.values()]
         shared = bool(peer_lists) and all(p == peer_lists[0] for p in peer_lists)
         if shared:
-            inv.set_variable("routers", "rackboot_router_peers", peer_lists[0])
+            # One string, as the cluster: one value per node in --export (what
+            # AWX imports) instead of a dozen, encoded by the C encoder.
+            inv.set_variable("routers", "rackboot_router_peers_json", cluster_json(peer_lists[0]))
+            inv.set_variable("routers", "rackboot_router_peers", trust_as_template(_PEERS))
             peers_ref = trust_as_template("{{ rackboot_router_peers }}")
         for name in list(model.nodes) + list(model.routers):
             inv.add_host(name)
@@ -234,8 +240,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 self._set_composite_vars(compose, seen, name, strict=strict)
                 self._add_host_to_composed_groups(groups, seen, name, strict=strict)
                 self._add_host_to_keyed_groups(keyed, seen, name, strict=strict)
-            if name in model.nodes:
-                inv.set_variable(name, "rackboot_node", resolved)
         for group, hosts in model.groups.items():
             for host in hosts:
                 inv.add_child(group, host)

@@ -1141,7 +1141,8 @@ def _node_bgp(bgp, routers, addrs):
 
 
 def cluster_json(cluster):
-    """``rackboot_cluster`` as the one JSON string group ``all`` carries (``rackboot_cluster_json``).
+    """``rackboot_cluster`` as the one JSON string group ``all`` carries (``rackboot_cluster_json``),
+    and the routers' shared peer list as group ``routers``' ``rackboot_router_peers_json``.
 
     ``ansible-inventory --list`` copies group ``all`` into every host and
     encodes each value in Python: one string costs what one value does, the

@@ -89,10 +89,11 @@ def test_inventory_update_exports_what_the_roles_need(updates, name):
     # (test_render_job_in_the_ee, tests/integration/test_inventory_cli.py).
     for host in nodes:
         assert hostvars[host]["rackboot_node_spec"]["name"] == host and hostvars[host]["ansible_host"]
-        assert "rackboot.metal.cluster_node" in hostvars[host]["rackboot_node"]
+        assert "rackboot_node" not in hostvars[host]
+    assert "rackboot.metal.cluster_node" in data["k8s_nodes"]["vars"]["rackboot_node"]
     for host in routers:
         assert hostvars[host]["rackboot_router"]["name"] == host
-    assert {p["name"] for p in data["routers"]["vars"]["rackboot_router_peers"]} == nodes
+    assert {p["name"] for p in json.loads(data["routers"]["vars"]["rackboot_router_peers_json"])} == nodes
     # Paths resolve inside the job's project copy, where every job of AWX runs.
     assert data["all"]["vars"]["rackboot_inventory_dir"] == f"/runner/project/{Path(INVENTORIES[name]).parent}"
 

@@ -53,8 +53,12 @@ def test_list_carries_the_computed_model(name):
         # a node holds its own part; rackboot_node resolves from it (test below)
         assert hv["rackboot_node_spec"]["role"] == node["role"]
         assert hv["rackboot_node_spec"]["addresses"] == node["addresses"]
-        assert "rackboot.metal.cluster_node" in hv["rackboot_node"]
-    peers = data["routers"]["vars"]["rackboot_router_peers"]
+        assert "rackboot_node" not in hv
+    # one template for all nodes, held by their group
+    assert "rackboot.metal.cluster_node" in data["k8s_nodes"]["vars"]["rackboot_node"]
+    # the routers' shared peer list is one string too, decoded when read
+    assert "from_json" in data["routers"]["vars"]["rackboot_router_peers"]
+    peers = json.loads(data["routers"]["vars"]["rackboot_router_peers_json"])
     assert sorted(p["name"] for p in peers) == sorted(n["name"] for n in spec["nodes"])
     for router in spec["routers"]:
         assert hostvars[router["name"]]["rackboot_router"]["peers"] == "{{ rackboot_router_peers }}"

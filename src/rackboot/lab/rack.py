@@ -109,7 +109,7 @@ def load_spec(inventory: Path, vault_args: list[str]) -> Spec:
     import_collection()
     from ansible_collections.rackboot.metal.plugins.plugin_utils.cluster_model import resolve_node
     nodes = {h: resolve_node(hv[h]["rackboot_node_spec"], cluster) for h in groups["kubeadm"]}
-    routers = {h: dict(hv[h]["rackboot_router"], peers=hv[h]["rackboot_router_peers"])
+    routers = {h: dict(hv[h]["rackboot_router"], peers=json.loads(hv[h]["rackboot_router_peers_json"]))
                for h in groups.get("routers", [])}
     return Spec(inventory, cluster["name"], nodes, routers, groups, cluster)
 
