@@ -107,8 +107,12 @@ def router_config(router, password=None, mask=False):
         "neighbors": [] if listen_range else [
             {"name": p["name"], "id": _ident(p["name"]), "address": p["address"], "asn": p["asn"]}
             for p in peers],
+        # The profile's name carries its values: FRR 8.4 has no `no transmit-interval` (or
+        # receive-interval, detect-multiplier), so frr-reload cannot take a profile back to
+        # FRR's defaults, which its running-config omits; a new value is a new profile.
         "bfd_profile": None if not bfd else {
-            "name": BFD_PROFILE, "interval_ms": bfd["interval_ms"], "multiplier": bfd["multiplier"]},
+            "name": "%s_%dx%d" % (BFD_PROFILE, bfd["interval_ms"], bfd["multiplier"]),
+            "interval_ms": bfd["interval_ms"], "multiplier": bfd["multiplier"]},
         "import": {
             "prefix_list": PREFIX_LIST_IN,
             "route_map": ROUTE_MAP_IN,

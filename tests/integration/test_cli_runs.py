@@ -4,6 +4,7 @@ Real hosts: a podman systemd container (the router test image), two local
 hosts (one with a planned failure) and an SSH host on a port nobody listens
 on (unreachable). The TTY view is read from a tmux screen.
 """
+import contextlib
 import io
 import json
 import os
@@ -38,25 +39,32 @@ def _podman_env():
     return dict(os.environ, CONTAINERS_CONF=str(REPO / "src/rackboot/lab/containers.conf"))
 
 
-@pytest.fixture(scope="module")
-def container():
-    """A systemd container from the router test image (built by rackboot.lab on first use, then cached)."""
+@contextlib.contextmanager
+def _frr_container(name, daemons=("bgpd",)):
+    """A systemd container from the router test image (built by rackboot.lab on first use, then
+    cached), FRR running ``daemons`` with no configuration."""
     from rackboot.lab import images
 
     os.environ.setdefault("CONTAINERS_CONF", str(REPO / "src/rackboot/lab/containers.conf"))
     images.ensure_refs([IMAGE.split("/", 1)[1]], "container")
-    name = "rb19-cli-%d" % os.getpid()
     subprocess.run(["podman", "run", "-d", "--rm", "--name", name, "--network", "none", "--systemd=always",
                     "--privileged", IMAGE], check=True, env=_podman_env(), capture_output=True)
     try:
-        # FRR with bgpd running and no configuration: `verify` finds its sessions missing.
+        enable = " ".join("-e 's/^%s=no/%s=yes/'" % (d, d) for d in daemons)
         subprocess.run(["podman", "exec", name, "sh", "-c",
                         "until systemctl is-active -q frr; do sleep 0.2; done; "
-                        "sed -i 's/^bgpd=no/bgpd=yes/' /etc/frr/daemons && systemctl restart frr"],
+                        "sed -i %s /etc/frr/daemons && systemctl restart frr" % enable],
                        check=True, env=_podman_env(), capture_output=True, timeout=120)
         yield name
     finally:
         subprocess.run(["podman", "rm", "-f", "-t", "0", name], env=_podman_env(), capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def container():
+    # bgpd running and no configuration: `verify` finds its sessions missing.
+    with _frr_container("rb19-cli-%d" % os.getpid()) as name:
+        yield name
 
 
 def _encrypt(value, password):
@@ -212,6 +220,10 @@ def _cli_env():
 def lab_inventory(tmp_path, container):
     """The lab spec with real hosts behind it: node1 is this machine, rtr-frr
     the container (FRR installed, no sessions), node2 unreachable."""
+    return _lab_inventory(tmp_path, container)
+
+
+def _lab_inventory(tmp_path, container):
     inv = tmp_path / "lab"
     (inv / "host_vars").mkdir(parents=True)
     shutil.copy(REPO / "inventories/lab/cluster.yml", inv / "cluster.yml")
@@ -289,3 +301,37 @@ def test_apply_check_on_a_real_router_reports_pending_changes(lab_inventory):
             text = path.read_text(errors="replace")
             assert vault_password not in text and bgp_password not in text, path
     assert vault_password not in res.stdout + res.stderr and bgp_password not in res.stdout + res.stderr
+
+
+def test_routers_stage_takes_bfd_back_to_the_defaults_on_real_frr(tmp_path):
+    """BFD 100 ms, then FRR's defaults (300 ms x 3), then a second run: FRR 8.4 cannot unset a
+    profile's interval (`no transmit-interval` does not exist), so frr-reload left the old
+    value running and reported a change on every run; the profile named by its values is
+    replaced instead. Read back from the daemon's running-config and its BFD peers."""
+    with _frr_container("rb-bfd-%d" % os.getpid(), ("bgpd", "bfdd")) as name:
+        inv = _lab_inventory(tmp_path, name)
+        spec = yaml.safe_load((inv / "cluster.yml").read_text())
+
+        def apply(interval_ms):
+            spec["load_balancer"]["bgp"]["bfd"] = {"interval_ms": interval_ms, "multiplier": 3}
+            (inv / "cluster.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+            res = subprocess.run([sys.executable, "-m", "rackboot", "apply", str(inv), "--stage", "routers",
+                                  "--limit", "rtr-frr"], capture_output=True, text=True, env=_cli_env(), timeout=900)
+            assert res.returncode == OK, res.stdout[-3000:] + res.stderr[-3000:]
+            vtysh = ["podman", "exec", name, "vtysh", "-c"]
+            running = subprocess.run(vtysh + ["show running-config"], env=_podman_env(), capture_output=True,
+                                     text=True, check=True).stdout
+            peers = subprocess.run(vtysh + ["show bfd peers"], env=_podman_env(), capture_output=True, text=True,
+                                   check=True).stdout
+            return res.stdout, running, peers
+
+        out, running, peers = apply(100)
+        assert "changed: rtr-frr: Apply frr.conf" in out
+        assert "profile rackboot_100x3\n  transmit-interval 100\n  receive-interval 100" in running, running
+        assert "Transmission interval: 100ms" in peers, peers
+        out, running, peers = apply(300)
+        assert "changed: rtr-frr: Apply frr.conf" in out and "differs from FRR's running-config" not in out, out
+        assert "profile rackboot_300x3" in running and "interval 100" not in running, running
+        assert "Transmission interval: 300ms" in peers and "100ms" not in peers, peers
+        out, _, _ = apply(300)
+        assert "changed: rtr-frr" not in out, out

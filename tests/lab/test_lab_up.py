@@ -154,16 +154,20 @@ def test_lab_up_again_changes_nothing(lab):
 
 
 def test_cut_link_changes_route(lab):
+    everyone = sorted(NODES.values())
+    # The starting point: every node in the route on both routers.
+    assert wait_for(lambda: all(nexthops(r) == everyone for r in ROUTERS), 120), {r: nexthops(r) for r in ROUTERS}
     for nic in ("eth1", "eth2"):
         Lab(LAB).set_link("node2", nic, False)
     try:
         gone = {r: wait_for(lambda r=r: NODES["node2"] not in nexthops(r), 15, 0.1) for r in ROUTERS}
         assert all(v is not None for v in gone.values()), gone
-        assert all(nexthops(r) == sorted([NODES["node1"], NODES["node3"]]) for r in ROUTERS)
+        rest = sorted([NODES["node1"], NODES["node3"]])
+        assert all(nexthops(r) == rest for r in ROUTERS), {r: nexthops(r) for r in ROUTERS}
     finally:
         for nic in ("eth1", "eth2"):
             Lab(LAB).set_link("node2", nic, True)
-    assert wait_for(lambda: all(nexthops(r) == sorted(NODES.values()) for r in ROUTERS), 120)
+    assert wait_for(lambda: all(nexthops(r) == everyone for r in ROUTERS), 120)
 
 
 def test_status_shows_sessions(lab):

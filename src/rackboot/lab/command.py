@@ -110,8 +110,11 @@ def _print_routers(console, rows):
 def _figures(rl, console, as_json=None):
     from .figures import node_links, routers, wait_converged
 
+    # Links first: their ssh logins load the TCG guests (and starve their BGP speakers'
+    # BFD for a moment); the sessions are then read once they have settled.
+    links = node_links(rl)
     settle = wait_converged(rl)
-    links, rtrs = node_links(rl), routers(rl)
+    rtrs = routers(rl)
     _print_links(console, links)
     _print_routers(console, rtrs)
     if settle < 0:
