@@ -22,6 +22,7 @@ def test_example_spec_parses_unchanged():
 def test_defaults_are_filled_in(lab_spec):
     for key in ("domain", "pod_cidr", "service_cidr", "join_cidr"):
         lab_spec["cluster"].pop(key, None)
+    lab_spec["load_balancer"]["bgp"].pop("bfd")
     cluster = build(lab_spec).cluster
     assert (cluster["domain"], cluster["pod_cidr"], cluster["service_cidr"], cluster["join_cidr"]) == \
         ("cozy.local", "10.244.0.0/16", "10.96.0.0/16", "100.64.0.0/16")

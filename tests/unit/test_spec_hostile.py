@@ -105,7 +105,7 @@ CASES = [
      "cluster.cert_sans[0]", "certificate", True),
     ("zero-padded-cert-san", edit(("  api_vip: 10.77.0.5\n", "  api_vip: 10.77.0.5\n  cert_sans: [10.77.0.05]\n")), 12,
      "cluster.cert_sans[0]", "zero-padded", True),
-    ("shell-in-version", LAB + "components:\n  cilium:\n    version: 'latest; rm -rf /'\n", 84,
+    ("shell-in-version", LAB + "components:\n  cilium:\n    version: 'latest; rm -rf /'\n", END + 2,
      "components.cilium.version", "is not a version", True),
     # --- names that clash with groups ---------------------------------------
     ("node-named-workers", edit(("  - name: node3\n", "  - name: workers\n")), 51, "nodes[2] (workers).name",
@@ -113,12 +113,12 @@ CASES = [
     ("router-named-bird", edit(("  - name: rtr-bird\n", "  - name: bird\n")), 61, "routers[1] (bird).name",
      "name of a group", True),
     # --- YAML structure: aliases, nesting, tags, documents -----------------
-    ("self-alias", LAB + "compose: &loop {x: *loop}\n", 82, "compose.x", "refers to the node it is inside", True),
+    ("self-alias", LAB + "compose: &loop {x: *loop}\n", END, "compose.x", "refers to the node it is inside", True),
     ("deep-nesting", LAB + "compose: " + "[" * 300 + "]" * 300 + "\n", END, "compose[0][0]", "nested deeper than 64", True),
     ("deep-helm-values", LAB + "components:\n  cilium:\n    values: " + "{a: " * 100 + "1" + "}" * 100 + "\n", END + 2,
      "components.cilium.values", "nested deeper than 64", True),
     ("billion-laughs", LAB + "components:\n  cilium:\n    values:\n" + "".join(
-        "      l%d: &l%d [%s]\n" % (i, i, ", ".join(["*l%d" % (i - 1)] * 9) if i else "lol") for i in range(10)), 92,
+        "      l%d: &l%d [%s]\n" % (i, i, ", ".join(["*l%d" % (i - 1)] * 9) if i else "lol") for i in range(10)), END + 10,
      "components.cilium.values.l7[0]", "alias bomb", True),
     ("python-tag", edit(("name: lab\n", "name: !!python/object/apply:os.system [id]\n")), 8, "cluster.name",
      "YAML tag", True),
