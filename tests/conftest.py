@@ -4,9 +4,12 @@ Upstream files (schemas, CRDs, charts) come only through
 plugins/plugin_utils/upstream.py: the session stops before collecting any
 test, with one line, when a pinned file is neither cached nor in
 RACKBOOT_UPSTREAM_MIRROR (default ../shared) nor fetchable."""
+import contextlib
 import copy
+import fcntl
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,65 @@ def pytest_configure(config):
         # A clean one-line stop, before collection: never a traceback or a skip.
         sys.stderr.write("rackboot: %s\n" % exc)
         raise pytest.UsageError("upstream files missing (see the line above)") from None
+
+
+# Parallel runs (./scripts/test: pytest-xdist, -n <cores> --dist loadgroup).
+# Every test gets a group, so a module's tests share one worker and its module
+# fixtures are built once. The test-host tests (Molecule scenarios in their
+# order, then the lab) are one group at the head of the queue: one worker runs
+# them one after another (they also take the heavy lock) while the others take
+# everything else.
+TEST_HOSTS_GROUP = "test-hosts"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups into the node ids
+def pytest_collection_modifyitems(config, items):
+    hosts = [i for i in items if i.get_closest_marker("molecule") or i.get_closest_marker("lab")]
+    hosts.sort(key=lambda i: i.get_closest_marker("lab") is not None)  # stable: the lab last
+    chosen = set(hosts)
+    rest = [i for i in items if i not in chosen]
+    for item in hosts:
+        item.add_marker(pytest.mark.xdist_group(TEST_HOSTS_GROUP))
+    for item in rest:
+        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    items[:] = hosts + rest
+
+
+# The lab's BFD sessions (TCG guests) flap when the machine is busy
+# (docs/lab.md), so the lab runs alone: every other test module holds the
+# machine shared, the lab holds it exclusively. The gate stops new modules from
+# starting while the lab waits for the running ones, so the lab is not starved.
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID", "serial")
+_GATE = Path(tempfile.gettempdir()) / ("rackboot-tests-%s.gate" % _RUN)
+_ROOM = Path(tempfile.gettempdir()) / ("rackboot-tests-%s.room" % _RUN)
+
+
+@contextlib.contextmanager
+def _machine(alone):
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process: nothing runs beside
+        yield
+        return
+    with open(_GATE, "a") as gate, open(_ROOM, "a") as room:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _share_the_machine(request):
+    if request.node.get_closest_marker("lab"):
+        yield  # the lab takes the machine alone itself (machine_alone)
+        return
+    with _machine(alone=False):
+        yield
+
+
+def machine_alone():
+    """Hold the machine for this process alone: under pytest-xdist, wait until the other
+    workers' running modules end, and keep new ones from starting until this ends."""
+    return _machine(alone=True)
 
 
 def load_yaml(path):
