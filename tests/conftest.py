@@ -36,24 +36,29 @@ def pytest_configure(config):
 
 # Parallel runs (./scripts/test: pytest-xdist, -n <cores> --dist loadgroup).
 # Every test gets a group, so a module's tests share one worker and its module
-# fixtures are built once. The test-host tests (Molecule scenarios in their
-# order, then the lab) are one group at the head of the queue: one worker runs
-# them one after another (they also take the heavy lock) while the others take
-# everything else.
-TEST_HOSTS_GROUP = "test-hosts"
+# fixtures are built once. The Molecule scenarios are two groups at the head of
+# the queue, the VM scenarios (under molecule-all's heavy lock) and the
+# container scenarios (under its containers lock): two workers run them side
+# by side, one scenario each at a time, then take the other modules. The lab is
+# the last group and runs alone (below).
+def _scenario_kind(item):
+    return getattr(item, "callspec", None) and item.callspec.params.get("kind")
+
+
+GROUPS = (("molecule-vms", lambda i: i.get_closest_marker("molecule") and _scenario_kind(i) == "vms"),
+          ("molecule-containers", lambda i: i.get_closest_marker("molecule")),
+          (None, lambda i: not i.get_closest_marker("lab")),
+          ("lab", lambda i: True))
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
-    hosts = [i for i in items if i.get_closest_marker("molecule") or i.get_closest_marker("lab")]
-    hosts.sort(key=lambda i: i.get_closest_marker("lab") is not None)  # stable: the lab last
-    chosen = set(hosts)
-    rest = [i for i in items if i not in chosen]
-    for item in hosts:
-        item.add_marker(pytest.mark.xdist_group(TEST_HOSTS_GROUP))
-    for item in rest:
-        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
-    items[:] = hosts + rest
+    ordered = [[] for _ in GROUPS]
+    for item in items:
+        rank, group = next((n, g) for n, (g, match) in enumerate(GROUPS) if match(item))
+        item.add_marker(pytest.mark.xdist_group(group or item.nodeid.split("::", 1)[0]))
+        ordered[rank].append(item)
+    items[:] = [item for part in ordered for item in part]
 
 
 # The lab's BFD sessions (TCG guests) flap when the machine is busy
