@@ -85,17 +85,11 @@ def _machine(alone):
 
 @pytest.fixture(scope="module", autouse=True)
 def _share_the_machine(request):
-    if request.node.get_closest_marker("lab"):
-        yield  # the lab takes the machine alone itself (machine_alone)
-        return
-    with _machine(alone=False):
+    """Under pytest-xdist, a lab module waits until the other workers' running modules end
+    and keeps new ones from starting; autouse, so it is set up before the module's own
+    fixtures (the lab's up and down run inside it)."""
+    with _machine(alone=request.node.get_closest_marker("lab") is not None):
         yield
-
-
-def machine_alone():
-    """Hold the machine for this process alone: under pytest-xdist, wait until the other
-    workers' running modules end, and keep new ones from starting until this ends."""
-    return _machine(alone=True)
 
 
 def load_yaml(path):

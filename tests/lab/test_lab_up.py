@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import REPO, machine_alone
+from conftest import REPO
 from rackboot.lab import images
 from rackboot.lab.lab import Lab, _qemu_markers, ssh_base_args
 
@@ -89,11 +89,10 @@ def wait_for(pred, timeout, step=0.5):
 
 @pytest.fixture(scope="module")
 def lab():
-    with machine_alone():
-        rackboot("lab", "down")
-        res, secs = rackboot("lab", "up")
-        yield res, secs
-        rackboot("lab", "down")
+    rackboot("lab", "down")
+    res, secs = rackboot("lab", "up")
+    yield res, secs
+    rackboot("lab", "down")
 
 
 def test_lab_up(lab):
