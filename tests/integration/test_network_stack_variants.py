@@ -67,6 +67,9 @@ CASES = {
     "tenant-vpcs-talos": lambda: _example("tenant-vpcs"),
     "tenant-vpcs-kubeadm": lambda: _example("tenant-vpcs", "kubeadm"),
 }
+# Rendered a second time to check it changes nothing: one case per variant, both
+# distributions among them (every render costs about a minute of CPU).
+RERENDERED = {"cilium-talos", "no-cni-kubeadm", "tenant-vpcs-kubeadm"}
 
 
 def _inventory(tmp, name, spec):
@@ -90,8 +93,10 @@ def rendered(request, tmp_path_factory):
     first = _run(inv, playbook, "-e", "rackboot_artifacts_dir=%s" % out, vault=vault)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
     tree = _tree(out)
-    second = _run(inv, playbook, "-e", "rackboot_artifacts_dir=%s" % out, vault=vault)
-    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
+    second = None
+    if request.param in RERENDERED:
+        second = _run(inv, playbook, "-e", "rackboot_artifacts_dir=%s" % out, vault=vault)
+        assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
     return {"case": request.param, "spec": spec, "dir": out, "tree": tree, "second": second, "inv": inv,
             "vault": vault, "full": playbook == RENDER}
 
@@ -137,6 +142,8 @@ def test_only_the_variants_components_are_rendered(rendered):
 
 
 def test_rerender_is_idempotent(rendered):
+    if rendered["second"] is None:
+        pytest.skip("re-rendered in %s only" % ", ".join(sorted(RERENDERED)))
     assert _recap(rendered["second"].stdout)["changed"] == 0
     assert _tree(rendered["dir"]) == rendered["tree"]
 

@@ -144,15 +144,6 @@ def test_lab_up(lab):
     assert all(v is not None and v < 3 for v in figures["failover"]["dropped_after_s"].values()), figures["failover"]
 
 
-def test_lab_up_again_changes_nothing(lab):
-    res, secs = rackboot("lab", "up")
-    assert res.returncode == 0
-    figures = json.loads((Lab(LAB).dir / "figures.json").read_text())
-    assert not figures["fresh"]
-    assert [c["changed"] for c in figures["converge"]] == [0] * len(figures["converge"]), figures["converge"]
-    print("lab up on the running lab: %.0f s" % secs)
-
-
 def test_cut_link_changes_route(lab):
     everyone = sorted(NODES.values())
     # The starting point: every node in the route on both routers.
